@@ -1,0 +1,1 @@
+"""The ``trustload`` command line: one module per command group, thin over the core."""

@@ -1,0 +1,87 @@
+"""Entry point: assembles the command groups and owns the exit-status contract.
+
+Exit status (INTERFACE.md): 0 permitted / succeeded, 1 denied, 2 usage or
+configuration error. Heavy libraries are imported inside commands, never at module
+import, so ``trustload --help`` and a verification start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from importlib import import_module
+
+import typer
+
+from trustload.errors import TrustloadError, UsageError
+
+app = typer.Typer(
+    name="trustload",
+    help="Load a model only when it is authentic, intact, permitted and compliant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module exposes ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = (
+    "keys",  # keys generate
+    "sign",  # sign, attest
+    "verify_files",  # verify-files
+    "policy",  # policy digest
+    "devenv",  # dev-env
+    "token",  # token
+    "registry",  # registry serve|stage|alias|revoke|quarantine|release
+    "publish",  # publish
+    "verify",  # verify
+    "serve",  # serve
+    "audit",  # audit verify
+    "conformance",  # conformance
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = import_module(f"trustload.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"trustload.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("TRUSTLOAD_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app(standalone_mode=False)
+    except SystemExit:
+        raise
+    except UsageError as exc:
+        typer.echo(f"trustload: error: {exc}", err=True)
+        sys.exit(2)
+    except TrustloadError as exc:
+        typer.echo(f"trustload: denied: {exc}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        sys.exit(2)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if os.environ.get("TRUSTLOAD_DEBUG"):
+            raise
+        # Fail closed: an unexpected error is never a pass.
+        typer.echo(f"trustload: internal error ({type(exc).__name__}): {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

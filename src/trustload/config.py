@@ -1,0 +1,178 @@
+"""TOML configuration: ``registry.toml``, ``admin.toml`` and ``gate.toml``.
+
+Paths inside a config file are relative to that file (INTERFACE.md). Unknown keys are
+refused so a typo never silently disables a control; a bad config is a usage error
+(exit 2), never a denial and never a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trustload.errors import UsageError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DevTokenConfig(_Strict):
+    """Mint a fresh token from the dev issuer on every request (dev-env only)."""
+
+    issuer_config: Path  # a registry.toml whose [dev_issuer] holds the signing key
+    sub: str
+    tenant: str
+    purpose: list[str] = Field(default_factory=list)
+    domain: str | None = None
+    role: Literal["consumer", "publisher", "admin"] = "consumer"
+    ttl: int = 300
+
+
+class RegistryClientConfig(_Strict):
+    """The client side of the channel to the Registry, shared by every command."""
+
+    url: str
+    allowlist: list[str] = Field(default_factory=list)
+    ca: Path
+    client_cert: Path
+    client_key: Path
+    token_file: Path | None = None
+    dev_token: DevTokenConfig | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    retries: int = 3
+    max_download_bytes: int = 64 * 1024**3
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class GateConfig(_Strict):
+    environment: str = "prod"
+    policy_dir: Path = Path("policy")
+    cache_dir: Path = Path("cache")
+    state_dir: Path = Path("state")
+    audit_log: Path = Path("audit.jsonl")
+    trusted_keys: list[Path] = Field(default_factory=list)
+    certificate_identity: str | None = None
+    certificate_oidc_issuer: str | None = None
+    trusted_root: Path | None = None
+    ca_certs: list[Path] = Field(default_factory=list)
+    clock_skew: int = 60  # seconds of leeway on validity windows
+    require_change_ticket: bool = False  # older versions need a ticket on the alias move
+    offline_start: bool = False
+    max_staleness: int = 300  # seconds a verified model may serve without Registry contact
+    runtime_container_digest: str | None = None  # the serving image this runtime is
+    allow_pickle: bool = False
+
+
+class ServeConfig(_Strict):
+    listen: str = "127.0.0.1:8080"
+    refresh_interval: float = 30.0
+    max_request_bytes: int = 16 * 1024 * 1024
+    request_timeout: float = 10.0
+    max_concurrency: int = 16
+
+
+class ServerConfig(_Strict):
+    """The Registry service itself (registry.toml)."""
+
+    listen: str = "127.0.0.1:8443"
+    cert: Path
+    key: Path
+    client_ca: Path
+    database: str = "sqlite:///registry.db"
+    data_dir: Path = Path("registry-data")
+    max_blob_bytes: int = 64 * 1024**3
+    max_json_bytes: int = 8 * 1024 * 1024
+
+
+class OIDCConfig(_Strict):
+    issuer: str
+    audience: str
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["ES256", "RS256"])
+    max_token_lifetime: int = 3600
+    leeway: int = 30
+
+
+class DevIssuerConfig(_Strict):
+    private_key: Path
+    kid: str
+    issuer: str
+    audience: str
+
+
+class RegistryServiceConfig(_Strict):
+    server: ServerConfig
+    oidc: OIDCConfig
+    dev_issuer: DevIssuerConfig | None = None
+    registry: RegistryClientConfig | None = None  # for `trustload token` and conformance
+
+
+class ClientFileConfig(_Strict):
+    """admin.toml and gate.toml."""
+
+    registry: RegistryClientConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    publisher: dict[str, Any] = Field(default_factory=dict)
+
+
+def _resolve_paths(value: Any, base: Path) -> Any:
+    if isinstance(value, BaseModel):
+        updates: dict[str, Any] = {}
+        for name in type(value).model_fields:
+            updates[name] = _resolve_paths(getattr(value, name), base)
+        return value.model_copy(update=updates)
+    if isinstance(value, Path):
+        return value if value.is_absolute() else (base / value)
+    if isinstance(value, list):
+        return [_resolve_paths(v, base) for v in value]
+    return value
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise UsageError(f"config file not found: {path}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+_T = TypeVar("_T", bound=BaseModel)
+
+
+def _validate(model: type[_T], data: dict[str, Any], path: Path) -> _T:
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise UsageError(f"config file {path}: {problems}") from exc
+    resolved: _T = _resolve_paths(parsed, path.resolve().parent)
+    return resolved
+
+
+def load_client_config(path: str | Path) -> ClientFileConfig:
+    p = Path(path)
+    cfg = _validate(ClientFileConfig, _load_toml(p), p)
+    if not cfg.registry.url.startswith("https://"):
+        # Not a usage error: the gate must deny with REGISTRY_NOT_ALLOWED (INTERFACE.md).
+        pass
+    return cfg
+
+
+def load_registry_config(path: str | Path) -> RegistryServiceConfig:
+    p = Path(path)
+    return _validate(RegistryServiceConfig, _load_toml(p), p)

@@ -1,0 +1,123 @@
+"""Typed facts the gate decides on. Plain frozen data: no I/O, no behaviour.
+
+Adapters (Registry client, CLI, cache) build these; the checks and the engine read
+them. The Registry's JSON record maps one-to-one onto :class:`VersionRecord`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+STAGES = ("Staging", "Approved", "Archived")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``name@ref`` where ref is an alias (``production``) or a version (``3``)."""
+
+    name: str
+    ref: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        from trustload.errors import UsageError
+
+        name, sep, ref = text.partition("@")
+        if not sep or not name or not ref or "/" in ref:
+            raise UsageError(f"expected NAME@ALIAS or NAME@VERSION, got {text!r}")
+        return cls(name, ref)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.ref}"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The governance card (INTERFACE.md "Model card")."""
+
+    tenant_id: str
+    domain: str
+    purposes_allowed: tuple[str, ...]
+    revalidate_by: datetime | None
+    format: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the Registry says about one immutable version (plus the alias used)."""
+
+    name: str
+    version: str
+    stage: str
+    artifact_digest: str
+    artifact_size: int
+    kind: str  # "file" | "directory"
+    format: str | None
+    policy_digest: str
+    git_sha: str
+    container_digest: str
+    dataset_snapshot: str
+    revoked: bool
+    quarantined: bool
+    card: ModelCard
+    signature_digest: str | None = None
+    attestation_digest: str | None = None
+    revoked_reason: str | None = None
+    quarantine_reason: str | None = None
+    alias: str | None = None
+    alias_revision: int | None = None
+    change_ticket: str | None = None
+    publisher: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks: from the workload's token (and client certificate)."""
+
+    subject: str
+    tenant_id: str
+    domain: str | None
+    purposes: tuple[str, ...]
+    caller: str
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    """Whom the gate trusts to sign models and attestations.
+
+    Any one anchor that verifies suffices; none configured means nothing verifies.
+    """
+
+    public_keys: tuple[bytes, ...] = ()  # PEM SPKI
+    certificate_identity: str | None = None
+    certificate_oidc_issuer: str | None = None
+    trusted_root: Path | None = None  # Sigstore TrustedRoot JSON
+    ca_certs: tuple[bytes, ...] = ()  # PEM, for private-CA certificate chains
+    require_tlog: bool = True  # keyless: an inclusion proof must be in the bundle
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """Values the attestation must agree with (from the Registry or the CLI)."""
+
+    git_sha: str | None = None
+    container_digest: str | None = None
+    dataset_snapshot: str | None = None
+
+
+@dataclass(frozen=True)
+class TrustedState:
+    """The runtime's anti-downgrade memory for one model and environment (R5)."""
+
+    model: str
+    environment: str
+    version: str
+    alias: str | None
+    alias_revision: int | None
+    artifact_digest: str
