@@ -205,3 +205,55 @@ def measure(path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> Measure
         entries = tuple(hash_files(p, list_model_files(p, ignore)))
         return MeasuredArtifact("directory", manifest_digest(entries), entries)
     raise UsageError(f"model path is neither a regular file nor a directory: {p}")
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Where the bytes of each model file live on disk.
+
+    A model checked out on disk maps its relative paths to themselves; a model in the
+    gate's content-addressed cache maps them to ``<cache>/blobs/sha256/<hex>``. The
+    signature check and the loader work on this view, so both treat a cached model
+    and a working-tree model the same way.
+    """
+
+    kind: str  # "file" | "directory"
+    name: str  # the file name, or the directory's name
+    files: tuple[tuple[str, Path], ...]  # (relative POSIX path, where its bytes are), sorted
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> ModelLayout:
+        p = Path(path)
+        if p.is_symlink():
+            raise UsageError(f"model path is a symlink, refused: {p}")
+        if p.is_file():
+            return cls("file", p.name, ((p.name, p),))
+        if p.is_dir():
+            rels = list_model_files(p, ignore)
+            return cls("directory", p.resolve().name, tuple((r, p / r) for r in rels))
+        raise UsageError(f"no such model file or directory: {p}")
+
+    def paths(self) -> dict[str, Path]:
+        return dict(self.files)
+
+
+def measure_layout(layout: ModelLayout) -> MeasuredArtifact:
+    """Hash every file of a layout (in parallel) and derive the artifact digest."""
+
+    def one(item: tuple[str, Path]) -> FileEntry:
+        rel, where = item
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            return FileEntry(rel, sha256_fd(fd), os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    if len(layout.files) <= 1:
+        entries = [one(i) for i in layout.files]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers(), len(layout.files))) as pool:
+            entries = list(pool.map(one, layout.files))
+    entries.sort()
+    if layout.kind == "file":
+        return MeasuredArtifact("file", format_digest(entries[0].sha256), tuple(entries))
+    return MeasuredArtifact("directory", manifest_digest(entries), tuple(entries))
