@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustload.digests import FileEntry
 
 STAGES = ("Staging", "Approved", "Archived")
 
@@ -74,6 +77,7 @@ class VersionRecord:
     change_ticket: str | None = None
     publisher: str | None = None
     created_at: datetime | None = None
+    files: tuple[FileEntry, ...] = ()  # every file's path, sha256, size (registry-api.md)
 
 
 @dataclass(frozen=True)
