@@ -72,7 +72,9 @@ class PolicyBundle:
     @property
     def modules(self) -> tuple[tuple[str, str], ...]:
         """``(path, source)`` of every ``.rego`` file (UTF-8 checked at load)."""
-        return tuple((f.path, f.content.decode("utf-8")) for f in self.files if f.path.endswith(".rego"))
+        return tuple(
+            (f.path, f.content.decode("utf-8")) for f in self.files if f.path.endswith(".rego")
+        )
 
     @property
     def data(self) -> dict[str, Any] | None:

@@ -103,7 +103,7 @@ class PolicyEngine:
                 self._interp.set_input(self._regopy.Input(input_doc))
                 output = self._compiled_query()
             return _verdict(output)
-        except Exception as exc:  # noqa: BLE001 - fail closed on anything
+        except Exception as exc:  # fail closed on anything
             return PolicyVerdict(False, (), f"policy evaluation failed: {_rego_error_text(exc)}")
 
     def _compiled_query(self) -> list[dict[str, Any]]:
