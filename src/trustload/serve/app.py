@@ -1,0 +1,240 @@
+"""Open Inference Protocol (KServe v2) over HTTP, plus ``/metrics`` (INTERFACE.md).
+
+The app never decides what to serve: it asks a :class:`ServingState` for the current
+:class:`ActiveModel` on every request and answers 503 while there is none (not
+ready). Limits are enforced here, before any model code runs: the request body is
+read with a hard byte cap (Content-Length is checked first, then the stream is
+counted, so a lying or chunked client cannot exceed it), inference runs in a worker
+thread under a timeout, and a semaphore bounds concurrent inferences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from trustload.config import ServeConfig
+from trustload.metrics import Metrics
+from trustload.serve.active import ActiveModel
+from trustload.serve.loader import numpy_dtype, oip_datatype
+
+MAX_TENSOR_RANK = 8
+
+
+class ServingState(Protocol):
+    """What the HTTP layer needs from the runtime."""
+
+    def current(self) -> ActiveModel | None: ...
+
+    def live(self) -> bool: ...
+
+
+class _Tensor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(max_length=256)
+    shape: list[int] = Field(max_length=MAX_TENSOR_RANK)
+    datatype: str = Field(max_length=16)
+    data: list[Any]
+
+
+class _RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(max_length=256)
+
+
+class InferRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = Field(default=None, max_length=256)
+    inputs: list[_Tensor] = Field(max_length=64)
+    outputs: list[_RequestedOutput] | None = None
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _HTTPError(413, f"request body larger than {limit} bytes")
+        except ValueError as exc:
+            raise _HTTPError(400, "bad Content-Length") from exc
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _HTTPError(413, f"request body larger than {limit} bytes")
+    return bytes(body)
+
+
+def _to_array(tensor: _Tensor, expected_dtype: str, max_elements: int) -> np.ndarray[Any, Any]:
+    if tensor.datatype != expected_dtype:
+        raise _HTTPError(
+            400, f"input {tensor.name!r} must be {expected_dtype}, got {tensor.datatype}"
+        )
+    if any(d < 0 for d in tensor.shape):
+        raise _HTTPError(400, f"input {tensor.name!r} has a negative dimension")
+    count = int(np.prod(tensor.shape)) if tensor.shape else 1
+    if count > max_elements:
+        raise _HTTPError(413, f"input {tensor.name!r} has too many elements")
+    try:
+        arr = np.asarray(tensor.data, dtype=numpy_dtype(expected_dtype))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _HTTPError(
+            400, f"input {tensor.name!r}: data does not match {expected_dtype}"
+        ) from exc
+    if arr.size != count:
+        raise _HTTPError(400, f"input {tensor.name!r}: {arr.size} values for shape {tensor.shape}")
+    return arr.reshape(tensor.shape)
+
+
+def _metadata(active: ActiveModel) -> dict[str, Any]:
+    return {
+        "name": active.name,
+        "versions": [active.version],
+        "platform": f"{active.model.format}",
+        "inputs": [s.to_json() for s in active.model.inputs],
+        "outputs": [s.to_json() for s in active.model.outputs],
+        "parameters": {
+            "artifact_digest": active.artifact_digest,
+            "policy_digest": active.record.policy_digest,
+            "stage": active.record.stage,
+            "alias": active.record.alias,
+            "loaded_at": active.loaded_at.isoformat(),
+        },
+    }
+
+
+def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> FastAPI:
+    """Build the OIP v2 app over a runtime; no heavy work at construction."""
+    app = FastAPI(title="trustload serving", docs_url=None, redoc_url=None, openapi_url=None)
+    slots = asyncio.Semaphore(max(1, config.max_concurrency))
+    # Every element costs at least one byte in JSON, so this is a safe upper bound.
+    max_elements = max(1, config.max_request_bytes)
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        if state.live():
+            return JSONResponse({"live": True})
+        return JSONResponse({"live": False}, status_code=503)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        if state.current() is not None:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False}, status_code=503)
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return JSONResponse({"name": "trustload", "version": "2", "extensions": []})
+
+    @app.get("/v2/models/{name}")
+    async def model_metadata(name: str) -> Response:
+        active = state.current()
+        if active is None:
+            return _error(503, "no verified model is loaded")
+        if name != active.name:
+            return _error(404, f"model {name!r} is not served here")
+        return JSONResponse(_metadata(active))
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str) -> Response:
+        active = state.current()
+        ok = active is not None and active.name == name
+        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        active = state.current()
+        if active is None:
+            metrics.inference_requests.labels(outcome="not_ready").inc()
+            return _error(503, "no verified model is loaded")
+        if name != active.name or (version is not None and version != active.version):
+            metrics.inference_requests.labels(outcome="not_found").inc()
+            return _error(
+                404, f"model {name!r} version {version or active.version} is not served here"
+            )
+        try:
+            body = await _read_bounded(request, config.max_request_bytes)
+            try:
+                parsed = InferRequest.model_validate_json(body)
+            except ValidationError as exc:
+                raise _HTTPError(
+                    400, f"bad inference request: {exc.error_count()} problem(s)"
+                ) from exc
+            specs = {s.name: s for s in active.model.inputs}
+            feeds: dict[str, np.ndarray[Any, Any]] = {}
+            for tensor in parsed.inputs:
+                if tensor.name not in specs:
+                    raise _HTTPError(400, f"unknown input {tensor.name!r}")
+                feeds[tensor.name] = _to_array(tensor, specs[tensor.name].datatype, max_elements)
+            missing = set(specs) - set(feeds)
+            if missing:
+                raise _HTTPError(400, f"missing inputs: {sorted(missing)}")
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout=config.request_timeout)
+            except TimeoutError as exc:
+                raise _HTTPError(503, "too many concurrent inferences") from exc
+            try:
+                outputs = await asyncio.wait_for(
+                    run_in_threadpool(active.model.infer, feeds), timeout=config.request_timeout
+                )
+            except TimeoutError as exc:
+                raise _HTTPError(504, "inference timed out") from exc
+            except Exception as exc:  # runtime library errors become a 400
+                raise _HTTPError(400, f"inference failed: {type(exc).__name__}") from exc
+            finally:
+                slots.release()
+        except _HTTPError as exc:
+            metrics.inference_requests.labels(outcome=str(exc.status)).inc()
+            return _error(exc.status, exc.message)
+        wanted = [o.name for o in parsed.outputs] if parsed.outputs else list(outputs)
+        out_docs = []
+        for out_name in wanted:
+            if out_name not in outputs:
+                metrics.inference_requests.labels(outcome="400").inc()
+                return _error(400, f"unknown output {out_name!r}")
+            arr = outputs[out_name]
+            out_docs.append(
+                {
+                    "name": out_name,
+                    "shape": list(arr.shape),
+                    "datatype": oip_datatype(arr),
+                    "data": arr.reshape(-1).tolist(),
+                }
+            )
+        metrics.inference_requests.labels(outcome="ok").inc()
+        doc: dict[str, Any] = {
+            "model_name": active.name,
+            "model_version": active.version,
+            "outputs": out_docs,
+            "parameters": {"artifact_digest": active.artifact_digest},
+        }
+        if parsed.id is not None:
+            doc["id"] = parsed.id
+        return JSONResponse(doc)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
