@@ -1,0 +1,1 @@
+"""Keys, signature verifiers and Sigstore bundle verification (offline only)."""

@@ -1,0 +1,1 @@
+"""Strict, size-bounded parsers for evidence: JSON, DSSE, in-toto, SLSA, Sigstore bundles."""
