@@ -1,0 +1,592 @@
+"""The decision engine: facts in, :class:`~trustload.decision.Decision` out (R1, R2, R4).
+
+:func:`decide` runs every built-in check that still makes sense, lists every failing
+code, then evaluates the Rego policy over the R4 input document. The final decision
+is permit only when every built-in check passes **and** the policy permits: a policy
+can add denials (``POLICY_DENY`` with its own message) but can never turn a failed
+check into a permit, because the decision is the conjunction of all check results.
+
+Checks that need a Registry record (stage, revocation, digest pin, policy digest,
+revalidation, tenancy, anti-downgrade) are *skipped*, not failed, when there is no
+record (``verify-files``); the signature check always runs, and the attestation
+checks run whenever a record is present or an attestation was given.
+
+:func:`verify_files` is the typed Python API behind ``trustload verify-files``.
+Heavy modules (regopy, sigstore, model_signing) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trustload.checks.digest import check_digest
+from trustload.checks.downgrade import check_downgrade
+from trustload.checks.policy_digest import check_policy_digest
+from trustload.checks.revocation import check_quarantined, check_revoked
+from trustload.checks.stage import check_stage, default_allowed_stages
+from trustload.checks.tenancy import check_purpose, check_tenant
+from trustload.checks.validity import check_revalidation
+from trustload.decision import CheckResult, Decision, Event, ReasonCode, utc_now
+from trustload.digests import FileEntry, ModelLayout, format_digest, manifest_digest
+from trustload.errors import TrustloadError, UsageError
+from trustload.facts import Expectations, Requester, TrustAnchors, TrustedState, VersionRecord
+
+if TYPE_CHECKING:
+    from trustload.policy import AttestationView, PolicyEngine, PolicyVerdict
+
+DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
+MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
+MAX_KEY_BYTES = 64 * 1024
+POLICY_CHECK = "policy"
+
+# A Rego denial naming one of these codes is explained by a failed built-in check
+# whose code is in the same family (e.g. the policy says SIGNATURE_INVALID while the
+# signature check said SIGNATURE_MISSING or TRANSPARENCY_UNAVAILABLE).
+_FAMILIES: tuple[frozenset[ReasonCode], ...] = (
+    frozenset(
+        {
+            ReasonCode.SIGNATURE_MISSING,
+            ReasonCode.SIGNATURE_INVALID,
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        }
+    ),
+    frozenset(
+        {
+            ReasonCode.ATTESTATION_MISSING,
+            ReasonCode.ATTESTATION_INVALID,
+            ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
+            ReasonCode.ATTESTATION_MISMATCH,
+            ReasonCode.ATTESTATION_EXPIRED,
+        }
+    ),
+)
+_CODE_PREFIX = re.compile(r"\s*([A-Z][A-Z0-9_]*)\s*:")
+
+
+@dataclass(frozen=True)
+class GateFacts:
+    """Everything :func:`decide` needs; adapters (gate, verify-files, serve) fill it."""
+
+    requested: str
+    environment: str
+    now: datetime
+    clock_skew: timedelta
+    layout: ModelLayout  # the exact bytes to verify (cache paths or a local model)
+    signature_bundle: bytes | None
+    attestation: bytes | None
+    anchors: TrustAnchors
+    expect: Expectations
+    record: VersionRecord | None = None  # None for verify-files (no Registry)
+    runtime_policy_digest: str | None = None
+    requester: Requester | None = None
+    trusted_state: TrustedState | None = None  # anti-downgrade
+    allowed_stages: tuple[str, ...] | None = None  # default from environment
+    pre_checks: tuple[CheckResult, ...] = ()  # results an adapter already produced
+    require_change_ticket: bool = False
+    require_attestation: bool | None = None  # None: required iff a record is present
+
+
+def _guard(name: str, code: ReasonCode, fn: Callable[[], CheckResult]) -> CheckResult:
+    """Run one check, stamp its latency; any exception is a denial with ``code``."""
+    start = time.perf_counter()
+    try:
+        result = fn()
+    except TrustloadError as exc:
+        result = CheckResult.failed(name, exc.code, exc.message)
+    except Exception as exc:  # fail closed: an error while checking is a denial
+        result = CheckResult.failed(name, code, f"{type(exc).__name__}: {exc}")
+    return result.with_ms((time.perf_counter() - start) * 1000.0)
+
+
+def _code_of(message: str) -> ReasonCode | None:
+    match = _CODE_PREFIX.match(message)
+    if match is None:
+        return None
+    try:
+        return ReasonCode(match.group(1))
+    except ValueError:
+        return None
+
+
+def _explained_by(code: ReasonCode | None, failed: Sequence[CheckResult]) -> ReasonCode | None:
+    """The failing built-in code that explains a policy denial naming ``code``, if any."""
+    if code is None or code is ReasonCode.POLICY_DENY:
+        return None
+    family = next((f for f in _FAMILIES if code in f), frozenset({code}))
+    for check in failed:
+        if check.code is not None and check.code in family:
+            return check.code
+    return None
+
+
+def policy_result(
+    verdict: PolicyVerdict, builtin: Sequence[CheckResult], digest: str
+) -> CheckResult:
+    """Turn the Rego verdict into the ``policy`` check (pure).
+
+    * permit: a passing check (the decision still denies if any built-in failed);
+    * every denial explained by a failed built-in check: a failing check carrying the
+      explaining built-in code (so no new reason is invented);
+    * any unexplained denial, an evaluation error, or ``permit`` false with no
+      message while all built-ins pass: ``POLICY_DENY`` with the policy's messages.
+    """
+    if verdict.permit:
+        return CheckResult.passed(POLICY_CHECK, f"permit ({digest})")
+    failed = [c for c in builtin if not c.ok]
+    if verdict.error is not None:
+        return CheckResult.failed(POLICY_CHECK, ReasonCode.POLICY_DENY, verdict.error)
+    unexplained = [m for m in verdict.denials if _explained_by(_code_of(m), failed) is None]
+    if unexplained:
+        return CheckResult.failed(POLICY_CHECK, ReasonCode.POLICY_DENY, "; ".join(unexplained))
+    if verdict.denials:
+        code = _explained_by(_code_of(verdict.denials[0]), failed)
+        assert code is not None
+        return CheckResult.failed(POLICY_CHECK, code, "; ".join(verdict.denials))
+    if failed and failed[0].code is not None:
+        return CheckResult.failed(POLICY_CHECK, failed[0].code, "policy did not permit")
+    return CheckResult.failed(
+        POLICY_CHECK, ReasonCode.POLICY_DENY, "policy did not permit (no deny message)"
+    )
+
+
+def digest_from_entries(layout: ModelLayout, files: Sequence[FileEntry] | None) -> str | None:
+    """The artifact digest from per-file digests already measured, when they cover the
+    layout exactly with whole-file SHA-256 values; None means "measure it"."""
+    if not files:
+        return None
+    if sorted(f.path for f in files) != sorted(rel for rel, _ in layout.files):
+        return None
+    for f in files:
+        if len(f.sha256) != 64 or any(c not in "0123456789abcdef" for c in f.sha256):
+            return None
+    if layout.kind == "file":
+        return format_digest(files[0].sha256)
+    return manifest_digest(files)
+
+
+def _merge_expectations(expect: Expectations, record: VersionRecord | None) -> Expectations:
+    """Fill expectations the runtime does not set from the Registry record (R2.6)."""
+    if record is None:
+        return expect
+    return Expectations(
+        git_sha=expect.git_sha if expect.git_sha is not None else record.git_sha,
+        container_digest=(
+            expect.container_digest
+            if expect.container_digest is not None
+            else record.container_digest
+        ),
+        dataset_snapshot=(
+            expect.dataset_snapshot
+            if expect.dataset_snapshot is not None
+            else record.dataset_snapshot
+        ),
+    )
+
+
+def check_coherence(expect: Expectations, record: VersionRecord) -> CheckResult:
+    """R2.6: the runtime's own expectations agree with the Registry record (pure)."""
+    pairs = (
+        ("git_sha", expect.git_sha, record.git_sha),
+        ("container_digest", expect.container_digest, record.container_digest),
+        ("dataset_snapshot", expect.dataset_snapshot, record.dataset_snapshot),
+    )
+    for field, runtime, registry in pairs:
+        if runtime is not None and runtime != registry:
+            return CheckResult.failed(
+                "coherence",
+                ReasonCode.ATTESTATION_MISMATCH,
+                f"runtime expects {field}={runtime}, Registry records {registry}",
+            )
+    return CheckResult.passed("coherence", "runtime and Registry agree")
+
+
+def _attestation_view(facts: Any) -> AttestationView | None:
+    """Adapt H1's ``AttestationFacts`` to what the policy input shows."""
+    from trustload.policy import AttestationView
+
+    if facts is None:
+        return None
+    subjects: list[str] = []
+    for subject in getattr(facts, "subjects", ()) or ():
+        digest = _subject_digest(subject)
+        if digest is not None:
+            subjects.append(digest)
+    return AttestationView(
+        subjects=tuple(subjects),
+        predicate_type=_str_or_none(getattr(facts, "predicate_type", None)),
+        git_sha=_str_or_none(getattr(facts, "git_sha", None)),
+        container_digest=_str_or_none(getattr(facts, "container_digest", None)),
+        dataset_snapshot=_str_or_none(getattr(facts, "dataset_snapshot", None)),
+        not_before=_dt_or_none(getattr(facts, "not_before", None)),
+        not_after=_dt_or_none(getattr(facts, "not_after", None)),
+        signer=_str_or_none(getattr(facts, "signer", None)),
+    )
+
+
+def _subject_digest(subject: Any) -> str | None:
+    if isinstance(subject, str):
+        return subject if subject.startswith("sha256:") else f"sha256:{subject}"
+    if isinstance(subject, tuple | list) and len(subject) == 2:
+        return _subject_digest(subject[1])
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    if digest is None:
+        digest = getattr(subject, "digest", None)
+    if isinstance(digest, dict):
+        value = digest.get("sha256")
+        return f"sha256:{value}" if isinstance(value, str) else None
+    if isinstance(digest, str):
+        return _subject_digest(digest)
+    sha = getattr(subject, "sha256", None)
+    return _subject_digest(sha) if isinstance(sha, str) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _dt_or_none(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def decide(facts: GateFacts, policy: PolicyEngine) -> Decision:
+    """Run every applicable check and the Rego policy; permit only if all pass."""
+    from trustload.checks.attestation import check_attestation
+    from trustload.checks.signature import check_model_signature
+    from trustload.policy.input import MODE_FILES, MODE_GATE, PolicyInputs, build_input
+
+    started = time.perf_counter()
+    record = facts.record
+    checks: list[CheckResult] = list(facts.pre_checks)
+    allowed = (
+        facts.allowed_stages
+        if facts.allowed_stages is not None
+        else default_allowed_stages(facts.environment)
+    )
+    if record is not None:
+        checks.append(
+            _guard(
+                "stage",
+                ReasonCode.STAGE_NOT_ALLOWED,
+                lambda: check_stage(record.stage, facts.environment, allowed),
+            )
+        )
+        checks.append(
+            _guard(
+                "revoked",
+                ReasonCode.REVOKED,
+                lambda: check_revoked(record.revoked, record.revoked_reason),
+            )
+        )
+        checks.append(
+            _guard(
+                "quarantined",
+                ReasonCode.QUARANTINED,
+                lambda: check_quarantined(record.quarantined, record.quarantine_reason),
+            )
+        )
+
+    # Signature (always). It hashes the files; reuse those digests when it can.
+    outcome: list[Any] = []
+
+    def run_signature() -> CheckResult:
+        result = check_model_signature(
+            facts.layout, facts.signature_bundle, facts.anchors, now=facts.now
+        )
+        outcome.append(result)
+        return result.result
+
+    sig_check = _guard("signature", ReasonCode.SIGNATURE_INVALID, run_signature)
+    signer: str | None = outcome[0].signer if outcome else None
+    sig_files = outcome[0].files if outcome and sig_check.ok else None
+
+    # Artifact digest: needed for the pin and the attestation subject.
+    want_attestation = (
+        facts.require_attestation
+        if facts.require_attestation is not None
+        else record is not None or facts.attestation is not None
+    ) or facts.attestation is not None
+    measured: str | None = digest_from_entries(facts.layout, sig_files)
+    if measured is None and (record is not None or want_attestation):
+
+        def run_measure() -> CheckResult:
+            from trustload.digests import measure_layout
+
+            nonlocal measured
+            measured = measure_layout(facts.layout).digest
+            return CheckResult.passed("measure", measured)
+
+        probe = _guard("measure", ReasonCode.DIGEST_MISMATCH, run_measure)
+        if not probe.ok and record is None:
+            checks.append(probe)
+    if record is not None:
+        pinned = record.artifact_digest
+        checks.append(
+            _guard("digest", ReasonCode.DIGEST_MISMATCH, lambda: check_digest(measured, pinned))
+        )
+    checks.append(sig_check)
+
+    # Attestation (gate: always; verify-files: when given).
+    att_facts: Any = None
+    att_checks: list[CheckResult] = []
+    if want_attestation:
+        expect = _merge_expectations(facts.expect, record)
+        if record is not None:
+            checks.append(check_coherence(facts.expect, record))
+        start = time.perf_counter()
+        try:
+            results, att_facts = check_attestation(
+                facts.attestation,
+                facts.anchors,
+                artifact_digest=measured or "",
+                expect=expect,
+                now=facts.now,
+                clock_skew=facts.clock_skew,
+            )
+            att_checks = list(results)
+            if not att_checks:
+                att_checks = [
+                    CheckResult.failed(
+                        "attestation", ReasonCode.ATTESTATION_INVALID, "no attestation verdict"
+                    )
+                ]
+        except TrustloadError as exc:
+            att_checks = [CheckResult.failed("attestation", exc.code, exc.message)]
+        except Exception as exc:  # fail closed
+            att_checks = [
+                CheckResult.failed(
+                    "attestation",
+                    ReasonCode.ATTESTATION_INVALID,
+                    f"{type(exc).__name__}: {exc}",
+                )
+            ]
+        ms = (time.perf_counter() - start) * 1000.0
+        if att_checks and all(c.ms == 0.0 for c in att_checks):
+            att_checks[0] = att_checks[0].with_ms(ms)
+        checks.extend(att_checks)
+
+    if record is not None:
+        checks.append(
+            _guard(
+                "policy_digest",
+                ReasonCode.POLICY_DIGEST_MISMATCH,
+                lambda: check_policy_digest(
+                    policy.digest, record.policy_digest, facts.runtime_policy_digest
+                ),
+            )
+        )
+        checks.append(
+            _guard(
+                "revalidation",
+                ReasonCode.REVALIDATION_OVERDUE,
+                lambda: check_revalidation(record.card.revalidate_by, facts.now),
+            )
+        )
+        checks.append(
+            _guard(
+                "tenant",
+                ReasonCode.TENANT_MISMATCH,
+                lambda: check_tenant(facts.requester, record.card),
+            )
+        )
+        checks.append(
+            _guard(
+                "purpose",
+                ReasonCode.PURPOSE_NOT_ALLOWED,
+                lambda: check_purpose(facts.requester, record.card),
+            )
+        )
+        checks.append(
+            _guard(
+                "downgrade",
+                ReasonCode.DOWNGRADE_BLOCKED,
+                lambda: check_downgrade(
+                    record,
+                    facts.trusted_state,
+                    require_change_ticket=facts.require_change_ticket,
+                ),
+            )
+        )
+
+    # The Rego policy, over an input where every field is present.
+    view = _attestation_view(att_facts)
+    inputs = PolicyInputs(
+        mode=MODE_GATE if record is not None else MODE_FILES,
+        now=facts.now,
+        environment=facts.environment,
+        allowed_stages=tuple(allowed),
+        runtime_policy_digest=policy.digest,
+        artifact_digest=measured,
+        artifact_kind=facts.layout.kind,
+        signature_present=facts.signature_bundle is not None,
+        signature_valid=sig_check.ok,
+        signer=signer,
+        attestation_required=want_attestation,
+        attestation_present=facts.attestation is not None,
+        attestation_valid=bool(att_checks) and all(c.ok for c in att_checks) and view is not None,
+        attestation=view,
+        record=record,
+        requester=facts.requester,
+        checks=tuple(checks),
+    )
+    builtin = list(checks)
+    policy_start = time.perf_counter()
+    try:
+        verdict = policy.evaluate(build_input(inputs))
+        policy_check = policy_result(verdict, builtin, policy.digest)
+    except Exception as exc:  # fail closed
+        policy_check = CheckResult.failed(
+            POLICY_CHECK, ReasonCode.POLICY_DENY, f"{type(exc).__name__}: {exc}"
+        )
+    checks.append(policy_check.with_ms((time.perf_counter() - policy_start) * 1000.0))
+
+    permitted = all(c.ok for c in checks)
+    requester = facts.requester
+    card = record.card if record is not None else None
+    return Decision(
+        event=Event.STARTUP_PERMIT if permitted else Event.STARTUP_DENY,
+        checks=checks,
+        requested=facts.requested,
+        model=record.name if record is not None else facts.layout.name,
+        version=record.version if record is not None else None,
+        artifact_digest=measured
+        if measured is not None
+        else (record.artifact_digest if record is not None else None),
+        policy_digest=policy.digest,
+        git_sha=record.git_sha if record is not None else (view.git_sha if view else None),
+        container_digest=(
+            record.container_digest
+            if record is not None
+            else (view.container_digest if view else None)
+        ),
+        dataset_snapshot=(
+            record.dataset_snapshot
+            if record is not None
+            else (view.dataset_snapshot if view else None)
+        ),
+        tenant=card.tenant_id
+        if card is not None
+        else (requester.tenant_id if requester is not None else None),
+        domain=card.domain
+        if card is not None
+        else (requester.domain if requester is not None else None),
+        environment=facts.environment,
+        caller=requester.caller if requester is not None else None,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        at=facts.now,
+    )
+
+
+# ---------------------------------------------------------------- verify-files
+
+
+def _read_evidence(path: Path | None) -> bytes | None:
+    """Evidence bytes, bounded; a missing file is missing evidence (a denial, not usage)."""
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        import stat as _stat
+
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"not a regular file: {path}")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_EVIDENCE_BYTES:
+            chunk = os.read(fd, 1024 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        # Oversized evidence is handed on truncated: the parser rejects it as malformed.
+        return b"".join(chunks)[: MAX_EVIDENCE_BYTES + 1]
+    finally:
+        os.close(fd)
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read public key {path}: {exc.strerror}") from exc
+    if len(data) > MAX_KEY_BYTES:
+        raise UsageError(f"public key {path} is larger than {MAX_KEY_BYTES} bytes")
+    return data
+
+
+def verify_files(
+    path: str | os.PathLike[str],
+    *,
+    signature: str | os.PathLike[str],
+    public_keys: Sequence[str | os.PathLike[str]] = (),
+    certificate_identity: str | None = None,
+    certificate_oidc_issuer: str | None = None,
+    trusted_root: str | os.PathLike[str] | None = None,
+    attestation: str | os.PathLike[str] | None = None,
+    git_sha: str | None = None,
+    container_digest: str | None = None,
+    dataset_snapshot: str | None = None,
+    now: datetime | None = None,
+    policy_dir: str | os.PathLike[str] | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+) -> Decision:
+    """Verify a local model file or directory against its signature (and attestation).
+
+    The same engine and decision as the start-up gate, without a Registry: the
+    Registry-dependent checks are skipped. Raises :class:`UsageError` for a bad
+    invocation (no trust anchor, half a keyless identity, unreadable key, missing
+    model, bad policy bundle); missing or malformed *evidence* is a denial.
+    """
+    from trustload.policy import PolicyEngine, default_policy_dir
+
+    if not public_keys and certificate_identity is None:
+        raise UsageError("give --key, or --certificate-identity with --certificate-oidc-issuer")
+    if (certificate_identity is None) != (certificate_oidc_issuer is None):
+        raise UsageError("--certificate-identity and --certificate-oidc-issuer go together")
+    if public_keys and certificate_identity is not None:
+        raise UsageError("give either --key or a certificate identity, not both")
+    if trusted_root is not None and certificate_identity is None:
+        raise UsageError("--trusted-root applies to --certificate-identity verification")
+    expected = (git_sha, container_digest, dataset_snapshot)
+    if attestation is not None and any(v is None for v in expected):
+        raise UsageError("--attestation needs --git-sha, --container-digest and --dataset-snapshot")
+    if attestation is None and any(v is not None for v in expected):
+        raise UsageError("--git-sha/--container-digest/--dataset-snapshot need --attestation")
+    if trusted_root is not None and not Path(trusted_root).is_file():
+        raise UsageError(f"no such trusted root file: {trusted_root}")
+
+    anchors = TrustAnchors(
+        public_keys=tuple(_read_key(Path(k)) for k in public_keys),
+        certificate_identity=certificate_identity,
+        certificate_oidc_issuer=certificate_oidc_issuer,
+        trusted_root=None if trusted_root is None else Path(trusted_root),
+    )
+    layout = ModelLayout.from_path(path)
+    engine = PolicyEngine.from_dir(Path(policy_dir) if policy_dir else default_policy_dir())
+    facts = GateFacts(
+        requested=str(path),
+        environment="local",
+        now=now if now is not None else utc_now(),
+        clock_skew=clock_skew,
+        layout=layout,
+        signature_bundle=_read_evidence(Path(signature)),
+        attestation=_read_evidence(None if attestation is None else Path(attestation)),
+        anchors=anchors,
+        expect=Expectations(git_sha, container_digest, dataset_snapshot),
+        require_attestation=attestation is not None,
+    )
+    started = time.perf_counter()
+    decision = decide(facts, engine)
+    decision.latency_ms = (time.perf_counter() - started) * 1000.0
+    return decision
