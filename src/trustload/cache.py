@@ -1,0 +1,320 @@
+"""The gate's content-addressed blob cache: ``<cache>/blobs/sha256/<hex>`` (R3.4, R5).
+
+Why it looks like this:
+
+* **By digest only.** A blob is named by the SHA-256 the Registry record pins; nothing
+  appears under its final name before its bytes hashed to that name (temp file in the
+  same directory, fsync, constant-time compare, atomic rename, fsync of the directory).
+* **One pass.** A download is hashed while it streams to disk, so a cold pull costs one
+  read of the network and no second read of the disk.
+* **Bounded.** Bytes beyond the recorded size are refused as they arrive; an answer
+  that ends cleanly but short is the wrong content (DIGEST_MISMATCH); a connection that
+  breaks mid-body is resumed with ``Range`` a bounded number of times, then
+  REGISTRY_UNAVAILABLE.
+* **Re-verified on every load.** A cached blob is hashed again each time it is used; one
+  that no longer matches is evicted and fetched again once; still wrong ->
+  DIGEST_MISMATCH.
+* **Shared.** A per-blob ``flock`` lets several gates use one cache directory; the
+  partial file has a stable name so whoever holds the lock next resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trustload.decision import ReasonCode
+from trustload.digests import READ_CHUNK, digests_equal, parse_digest
+from trustload.errors import RegistryError, TrustloadError
+from trustload.fsutil import fsync_dir
+
+if TYPE_CHECKING:
+    from trustload.client.api import RegistryClient
+
+DEFAULT_LOCK_TIMEOUT = 3600.0
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+class CacheDigestError(TrustloadError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ReasonCode.DIGEST_MISMATCH, message)
+
+
+@dataclass(frozen=True)
+class BlobResult:
+    """A verified blob in the cache and how it got there."""
+
+    path: Path
+    digest: str
+    size: int
+    fetched: bool  # downloaded (in full or resumed) during this call
+    evicted: bool  # a cached copy failed re-verification and was replaced
+    resumed_from: int = 0  # bytes already on disk when the download (re)started
+
+
+def _hash_fd_into(h: Any, fd: int, length: int) -> None:
+    """Feed the first ``length`` bytes of ``fd`` into the running hash ``h``."""
+    buf = bytearray(READ_CHUNK)
+    view = memoryview(buf)
+    offset = 0
+    while offset < length:
+        n = os.preadv(fd, [view[: min(READ_CHUNK, length - offset)]], offset)
+        if n == 0:
+            break
+        h.update(view[:n])
+        offset += n
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class BlobCache:
+    """Content-addressed blobs under ``root/blobs/sha256``; locks under ``root/locks``."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        progress: bool | None = None,
+    ) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.locks = root / "locks"
+        self.lock_timeout = lock_timeout
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    def path_for(self, digest: str) -> Path:
+        return self.blobs / parse_digest(digest)
+
+    # ------------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def _locked(self, hexdigest: str) -> Iterator[None]:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.locks / f"{hexdigest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise RegistryError(
+                            ReasonCode.REGISTRY_UNAVAILABLE,
+                            f"cache lock for {hexdigest[:16]} held too long by another gate",
+                        ) from exc
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # ------------------------------------------------------------ verification
+    def verify_cached(self, digest: str, size: int | None) -> bool:
+        """Hash the cached copy again; True iff it is exactly the pinned bytes."""
+        path = self.path_for(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if size is not None and st.st_size != size:
+                return False
+            h = hashlib.sha256()
+            _hash_fd_into(h, fd, st.st_size)
+            return digests_equal(h.hexdigest(), parse_digest(digest))
+        finally:
+            os.close(fd)
+
+    def evict(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path_for(digest))
+
+    # ------------------------------------------------------------------- fetch
+    def ensure(
+        self,
+        client: RegistryClient,
+        digest: str,
+        size: int | None,
+        *,
+        limit: int,
+        label: str = "",
+    ) -> BlobResult:
+        """Return a verified cached copy of ``digest``, downloading it if needed.
+
+        ``size`` is the recorded size when the Registry pins one (model files); for
+        evidence blobs whose size is not recorded, ``limit`` bounds what is accepted.
+        """
+        hexdigest = parse_digest(digest)
+        cap = size if size is not None else limit
+        if size is not None and size > limit:
+            raise RegistryError(
+                ReasonCode.REGISTRY_UNAVAILABLE,
+                f"{label or 'blob'} of {size} bytes exceeds the configured limit of {limit}",
+            )
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        with self._locked(hexdigest):
+            final = self.blobs / hexdigest
+            evicted = False
+            if final.exists():
+                if self.verify_cached(digest, size):
+                    return BlobResult(final, digest, final.stat().st_size, False, False)
+                self.evict(digest)  # tampered or rotten: fetch again, once
+                evicted = True
+            written, resumed = self._download(client, hexdigest, size, cap, final, label)
+            return BlobResult(final, digest, written, True, evicted, resumed)
+
+    def _download(
+        self,
+        client: RegistryClient,
+        hexdigest: str,
+        size: int | None,
+        cap: int,
+        final: Path,
+        label: str,
+    ) -> tuple[int, int]:
+        part = final.with_name(f".{hexdigest}.partial")
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        keep_partial = False
+        try:
+            have = os.fstat(fd).st_size
+            if have > cap:
+                os.ftruncate(fd, 0)
+                have = 0
+            h = hashlib.sha256()
+            if have:
+                _hash_fd_into(h, fd, have)
+            resumed_from = have
+            attempts = 1 + max(0, client.cfg.retries)
+            with self._progress(label or hexdigest[:12], size, have) as advance:
+                for attempt in range(attempts):
+                    try:
+                        have, h = self._stream_into(
+                            client, hexdigest, fd, have, h, size, cap, advance
+                        )
+                        break
+                    except RegistryError as exc:
+                        if exc.code is not ReasonCode.REGISTRY_UNAVAILABLE:
+                            raise
+                        if attempt + 1 >= attempts:
+                            keep_partial = True  # a later run resumes it with Range
+                            raise
+                        client.transport.backoff(attempt)
+            if size is not None and have != size:
+                raise CacheDigestError(
+                    f"registry sent {have} bytes of {label or 'blob'} {hexdigest[:16]}, "
+                    f"the record says {size}"
+                )
+            os.fsync(fd)
+            if not digests_equal(h.hexdigest(), hexdigest):
+                raise CacheDigestError(
+                    f"downloaded {label or 'blob'} hashes to sha256:{h.hexdigest()[:16]}..., "
+                    f"pinned sha256:{hexdigest[:16]}..."
+                )
+            os.chmod(part, 0o444)
+            os.replace(part, final)
+            fsync_dir(final.parent)
+            return have, resumed_from
+        except BaseException:
+            if not keep_partial:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part)
+            raise
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _stream_into(
+        client: RegistryClient,
+        hexdigest: str,
+        fd: int,
+        have: int,
+        h: Any,
+        size: int | None,
+        cap: int,
+        advance: Any,
+    ) -> tuple[int, Any]:
+        """One GET (from ``have`` on); appends to ``fd`` while hashing. Returns (have, h)."""
+        from trustload.client.transport import translate
+
+        with client.open_blob(f"sha256:{hexdigest}", offset=have) as resp:
+            if have and resp.status_code != 206:
+                # The server ignored Range: start over from byte 0.
+                os.ftruncate(fd, 0)
+                have, h = 0, hashlib.sha256()
+            elif have:
+                content_range = resp.headers.get("content-range", "")
+                if not content_range.startswith(f"bytes {have}-"):
+                    raise RegistryError(
+                        ReasonCode.REGISTRY_UNAVAILABLE, f"bad Content-Range {content_range!r:.80}"
+                    )
+            declared = resp.headers.get("content-length")
+            if declared is not None and declared.isdigit() and have + int(declared) > cap:
+                raise CacheDigestError(
+                    f"registry offers {have + int(declared)} bytes for sha256:{hexdigest[:16]}..., "
+                    f"more than the {cap} recorded/allowed"
+                )
+            os.lseek(fd, have, os.SEEK_SET)
+            try:
+                for chunk in resp.iter_raw():
+                    if have + len(chunk) > cap:
+                        raise CacheDigestError(
+                            f"registry sent more than the {cap} bytes recorded for "
+                            f"sha256:{hexdigest[:16]}..."
+                        )
+                    _write_all(fd, chunk)
+                    h.update(chunk)
+                    have += len(chunk)
+                    advance(len(chunk))
+            except TrustloadError:
+                raise
+            except Exception as exc:
+                err = translate(exc, str(resp.url))
+                if err.code is ReasonCode.AUTH_FAILED:  # a mid-body close is not an auth failure
+                    err = RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message)
+                raise err from exc
+        return have, h
+
+    @contextlib.contextmanager
+    def _progress(self, label: str, size: int | None, done: int) -> Iterator[Any]:
+        if not self.progress or (size is not None and size < PROGRESS_MIN_BYTES):
+            yield lambda n: None
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(label, total=size, completed=done)
+            yield lambda n: bar.advance(task, n)
