@@ -1,0 +1,195 @@
+"""The model-signature check: is this exact set of bytes what a trusted signer signed?
+
+Pure except for reading the layout's files (streamed, in parallel threads via
+``sha256_fd``) and the configured trusted root. The bundle is crypto-verified first;
+only then are the signed resources compared with the bytes on disk, in constant time.
+A file added, removed or changed is SIGNATURE_INVALID; any error is a denial.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from trustload.decision import CheckResult, ReasonCode
+from trustload.digests import FileEntry, ModelLayout, sha256_fd, workers
+from trustload.errors import FormatError, SignatureError, TrustloadError
+from trustload.facts import TrustAnchors
+from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
+from trustload.formats.intoto import parse_statement
+from trustload.formats.oms import OmsManifest, Resource, parse_manifest
+
+NAME = "signature"
+MAX_COSIGN_SIG = 16 * 1024
+
+
+@dataclass(frozen=True)
+class SignatureOutcome:
+    result: CheckResult
+    files: tuple[FileEntry, ...] | None
+    signer: str | None
+
+
+def _fail(code: ReasonCode, detail: str, start: float) -> SignatureOutcome:
+    ms = (time.perf_counter() - start) * 1000.0
+    return SignatureOutcome(CheckResult.failed(NAME, code, detail[:500], ms), None, None)
+
+
+def _open(where: Path) -> int:
+    fd = os.open(where, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SignatureError(f"not a regular file: {where}")
+    return fd
+
+
+def _hash_whole(layout: ModelLayout) -> list[FileEntry]:
+    def one(item: tuple[str, Path]) -> FileEntry:
+        rel, where = item
+        fd = _open(where)
+        try:
+            return FileEntry(rel, sha256_fd(fd), os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    if len(layout.files) <= 1:
+        return [one(i) for i in layout.files]
+    with ThreadPoolExecutor(max_workers=min(workers(), len(layout.files))) as pool:
+        return sorted(pool.map(one, layout.files))
+
+
+def _layout_map(layout: ModelLayout, manifest: OmsManifest) -> dict[str, Path]:
+    """Signed resource path -> where its bytes are; the two sets must be identical."""
+    paths = layout.paths()
+    signed = {r.path for r in manifest.resources}
+    if layout.kind == "file":
+        (rel, where), = layout.files
+        if signed == {"."} or signed == {rel}:
+            return {next(iter(signed)): where}
+        raise SignatureError("signature covers a directory, but the model is a single file")
+    if "." in signed:
+        raise SignatureError("signature covers a single file, but the model is a directory")
+    missing = sorted(signed - paths.keys())
+    extra = sorted(paths.keys() - signed)
+    if missing or extra:
+        raise SignatureError(f"model files differ from the signed set: missing={missing[:5]} unsigned={extra[:5]}")
+    return {p: paths[p] for p in signed}
+
+
+def _verify_files(layout: ModelLayout, manifest: OmsManifest) -> tuple[FileEntry, ...] | None:
+    where = _layout_map(layout, manifest)
+    if manifest.method == "files":
+        entries = _hash_whole(layout)
+        want = {r.path: r.digest for r in manifest.resources}
+        key_of = (lambda rel: ".") if (layout.kind == "file" and "." in want) else (lambda rel: rel)
+        bad = [e.path for e in entries if not hmac.compare_digest(e.sha256, want[key_of(e.path)])]
+        if bad:
+            raise SignatureError(f"content differs from the signature: {bad[:5]}")
+        return tuple(entries)
+    # Shard mode: every shard hashed on its own thread; coverage must equal file size.
+    fds: dict[str, int] = {}
+    try:
+        for path, loc in where.items():
+            fds[path] = _open(loc)
+        for path, fd in fds.items():
+            size = os.fstat(fd).st_size
+            ends = [r.end for r in manifest.resources if r.path == path]
+            if max(ends, default=0) != size:
+                raise SignatureError(f"signed shards of {path!r} do not cover its {size} bytes")
+
+        def one(res: Resource) -> bool:
+            got = sha256_fd(fds[res.path], res.start or 0, res.end)
+            return hmac.compare_digest(got, res.digest)
+
+        with ThreadPoolExecutor(max_workers=min(workers(), len(manifest.resources))) as pool:
+            results = list(pool.map(one, manifest.resources))
+        if not all(results):
+            bad = [r.name for r, ok in zip(manifest.resources, results, strict=True) if not ok]
+            raise SignatureError(f"content differs from the signature: {bad[:5]}")
+        return None
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _looks_json(bundle: bytes) -> bool:
+    return bundle.lstrip()[:1] == b"{"
+
+
+def _cosign_blob(layout: ModelLayout, bundle: bytes, anchors: TrustAnchors) -> tuple[tuple[FileEntry, ...], str]:
+    """cosign ``sign-blob`` detached signature: base64 ECDSA over the file's SHA-256."""
+    from trustload.crypto.keys import fingerprint
+    from trustload.crypto.verify import trusted_keys
+
+    if layout.kind != "file":
+        raise SignatureError("a detached cosign signature can only sign a single file")
+    if len(bundle) > MAX_COSIGN_SIG:
+        raise SignatureError("detached signature too large")
+    try:
+        sig = base64.b64decode(bundle.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("detached signature is neither a bundle nor base64") from None
+    if not sig:
+        raise SignatureError("detached signature is empty")
+    entries = _hash_whole(layout)
+    digest = bytes.fromhex(entries[0].sha256)
+    from trustload.crypto.sigstore_impl import verify_key_message_signature
+
+    for key in trusted_keys(anchors):
+        if verify_key_message_signature(key, sig, digest):
+            return tuple(entries), fingerprint(key)
+    raise SignatureError("detached signature does not verify with any trusted key")
+
+
+def check_model_signature(
+    layout: ModelLayout, bundle: bytes | None, anchors: TrustAnchors, *, now: datetime
+) -> SignatureOutcome:
+    """Verify ``bundle`` for the exact bytes of ``layout`` (see module docstring)."""
+    start = time.perf_counter()
+    if bundle is None or len(bundle.strip()) == 0:
+        return _fail(ReasonCode.SIGNATURE_MISSING, "no model signature", start)
+    try:
+        if not _looks_json(bundle):
+            files, signer = _cosign_blob(layout, bundle, anchors)
+            ms = (time.perf_counter() - start) * 1000.0
+            return SignatureOutcome(CheckResult.passed(NAME, f"cosign blob signature by {signer}", ms), files, signer)
+        from trustload.crypto.verify import verify_bundle
+
+        artifact_sha256: bytes | None = None
+        whole: list[FileEntry] | None = None
+        if layout.kind == "file" and b'"messageSignature"' in bundle:
+            whole = _hash_whole(layout)
+            artifact_sha256 = bytes.fromhex(whole[0].sha256)
+        verified = verify_bundle(bundle, anchors, now=now, artifact_sha256=artifact_sha256)
+        if verified.envelope is None:
+            if whole is None:
+                raise SignatureError("message signature over a directory is not a model signature")
+            ms = (time.perf_counter() - start) * 1000.0
+            return SignatureOutcome(
+                CheckResult.passed(NAME, f"blob signature by {verified.signer}", ms), tuple(whole), verified.signer
+            )
+        if verified.envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            raise SignatureError(f"unexpected DSSE payloadType {verified.envelope.payload_type!r:.80}")
+        statement = parse_statement(verified.envelope.payload, code=ReasonCode.SIGNATURE_INVALID)
+        manifest = parse_manifest(statement)
+        files = _verify_files(layout, manifest)
+        ms = (time.perf_counter() - start) * 1000.0
+        detail = f"{manifest.method} mode, {len(manifest.resources)} resources, signer {verified.signer}"
+        return SignatureOutcome(CheckResult.passed(NAME, detail, ms), files, verified.signer)
+    except TrustloadError as exc:
+        code = exc.code
+        if code not in (ReasonCode.SIGNATURE_INVALID, ReasonCode.SIGNATURE_MISSING, ReasonCode.TRANSPARENCY_UNAVAILABLE):
+            code = ReasonCode.SIGNATURE_INVALID
+        return _fail(code, exc.message, start)
+    except FormatError as exc:  # pragma: no cover - FormatError is a TrustloadError
+        return _fail(ReasonCode.SIGNATURE_INVALID, exc.message, start)
+    except Exception as exc:  # noqa: BLE001 - fail closed on anything
+        return _fail(ReasonCode.SIGNATURE_INVALID, f"{type(exc).__name__}: {exc}", start)
