@@ -1,0 +1,350 @@
+"""FastAPI routes of the Registry: exactly the contract in docs/registry-api.md.
+
+Every route but ``/healthz`` and ``/openapi.json`` needs a verified bearer token; every
+route (those two included) is only reachable through an mTLS connection whose client
+certificate the TLS layer has verified (server.py). Every request body is bounded by
+an ASGI middleware before any route reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trustload.oidc import TokenVerifier
+from trustload.registry.auth import PEER_STATE_KEY, Caller, authenticate
+from trustload.registry.blobs import BlobStore, check_hex
+from trustload.registry.errors import ApiError, bad_request, not_found
+from trustload.registry.store import PublishRequest, Store, files_from_json
+
+log = logging.getLogger("trustload.registry")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_STATUS_CODES = {401: "AUTH_FAILED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+
+
+def _error_response(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="trustload"'} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Bound every request body: blob uploads by ``max_blob_bytes``, all else by
+    ``max_json_bytes``. A declared length above the bound is refused before reading;
+    a chunked body is cut off at the first byte beyond it (413)."""
+
+    def __init__(self, app: ASGIApp, max_json: int, max_blob: int) -> None:
+        self.app = app
+        self.max_json = max_json
+        self.max_blob = max_blob
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_upload = scope["method"] == "POST" and str(scope["path"]).startswith("/v1/blobs/")
+        limit = self.max_blob if is_upload else self.max_json
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _error_response(400, "BAD_REQUEST", "bad Content-Length")(
+                        scope, receive, send
+                    )
+                    return
+                if declared > limit or declared < 0:
+                    await _error_response(
+                        413, "BAD_REQUEST", f"request body larger than {limit} bytes"
+                    )(scope, receive, send)
+                    return
+        seen = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _error_response(
+                    413, "BAD_REQUEST", f"request body larger than {limit} bytes"
+                )(scope, receive, send)
+
+
+class BlobResponse(FileResponse):
+    """Large reads (fewer thread hops) and a single byte range at most."""
+
+    chunk_size = 1024 * 1024
+    max_ranges = 1
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileItem(_Body):
+    path: str = Field(max_length=4096)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class PublishBody(_Body):
+    version: str = Field(max_length=128)
+    artifact_digest: str
+    artifact_size: int = Field(ge=0)
+    kind: Literal["file", "directory"]
+    format: str | None = Field(default=None, max_length=64)
+    files: list[FileItem] = Field(max_length=100_000)
+    policy_digest: str
+    git_sha: str = Field(max_length=256)
+    container_digest: str = Field(max_length=256)
+    dataset_snapshot: str = Field(max_length=1024)
+    signature_digest: str | None = None
+    attestation_digest: str | None = None
+    card: dict[str, Any]
+
+
+class StageBody(_Body):
+    stage: Literal["Staging", "Approved", "Archived"]
+
+
+class AliasBody(_Body):
+    version: str = Field(max_length=128)
+    change_ticket: str | None = Field(default=None, max_length=256)
+
+
+class ReasonBody(_Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class EmptyBody(_Body):
+    pass
+
+
+# --------------------------------------------------------------------------- app
+
+
+def current_caller(request: Request) -> Caller:
+    """Both factors: the mTLS peer identity (put in scope state by server.py's protocol)
+    and a verified bearer token."""
+    state = request.scope.get("state") or {}
+    verifier: TokenVerifier = request.app.state.verifier
+    return authenticate(verifier, request.headers.get("authorization"), state.get(PEER_STATE_KEY))
+
+
+Auth = Annotated[Caller, Depends(current_caller)]
+
+
+def create_app(
+    *,
+    store: Store,
+    blobs: BlobStore,
+    verifier: TokenVerifier,
+    max_blob_bytes: int,
+    max_json_bytes: int,
+) -> Any:
+    """The ASGI application (FastAPI wrapped in the body-size limit)."""
+    app = FastAPI(
+        title="trustload Registry",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Model Registry (Z5). mTLS required; OIDC bearer tokens on /v1.",
+    )
+
+    app.state.verifier = verifier
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "BAD_REQUEST")
+        return _error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return _error_response(422, "BAD_REQUEST", problems[:2000])
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error_response(500, "INTERNAL", f"internal error ({type(exc).__name__})")
+
+    def require(who: Caller, role: str, action: str, name: str | None, version: str | None) -> None:
+        try:
+            who.require(role, action)
+        except ApiError:
+            store.log_denied(who, action, name, version)
+            raise
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models/{name}/resolve/{ref}")
+    def resolve(name: str, ref: str, who: Auth) -> dict[str, Any]:
+        return store.resolve(name, ref, who)
+
+    @app.get("/v1/models/{name}/versions")
+    def list_versions(name: str, who: Auth) -> dict[str, Any]:
+        return {"versions": store.list_versions(name, who)}
+
+    @app.get("/v1/models/{name}/versions/{version}")
+    def get_version(name: str, version: str, who: Auth) -> dict[str, Any]:
+        return store.get_version(name, version, who)
+
+    @app.get("/v1/models/{name}/versions/{version}/stage-history")
+    def stage_history(name: str, version: str, who: Auth) -> dict[str, Any]:
+        return {"history": store.stage_history(name, version, who)}
+
+    @app.api_route("/v1/blobs/sha256/{hexdigest}", methods=["GET", "HEAD"])
+    def get_blob(hexdigest: str, who: Auth) -> Response:
+        check_hex(hexdigest)
+        if not store.blob_visible(hexdigest, who) or not blobs.exists(hexdigest):
+            raise not_found(f"no blob sha256:{hexdigest}")
+        return BlobResponse(
+            blobs.path(hexdigest),
+            media_type="application/octet-stream",
+            headers={"etag": f'"sha256:{hexdigest}"'},
+        )
+
+    @app.post("/v1/blobs/sha256/{hexdigest}", status_code=201)
+    async def upload_blob(
+        hexdigest: str, request: Request, response: Response, who: Auth
+    ) -> dict[str, Any]:
+        await run_in_threadpool(require, who, "publisher", "upload_blob", None, None)
+        check_hex(hexdigest)
+        raw = request.headers.get("content-length")
+        if raw is None or not raw.isdigit():
+            raise bad_request("Content-Length is required for blob uploads", 411)
+        declared = int(raw)
+        if declared > max_blob_bytes:
+            raise bad_request(f"blob larger than {max_blob_bytes} bytes", 413)
+        stored = await blobs.ingest(hexdigest, request.stream(), declared)
+        await run_in_threadpool(store.log_blob_upload, who, hexdigest, stored.size, stored.created)
+        response.status_code = 201 if stored.created else 200
+        return {"digest": f"sha256:{hexdigest}", "size": stored.size}
+
+    @app.post("/v1/models/{name}/versions", status_code=201)
+    def publish(name: str, body: PublishBody, who: Auth) -> dict[str, Any]:
+        require(who, "publisher", "publish", name, body.version)
+        req = PublishRequest(
+            version=body.version,
+            artifact_digest=body.artifact_digest,
+            artifact_size=body.artifact_size,
+            kind=body.kind,
+            format=body.format,
+            files=files_from_json([f.model_dump() for f in body.files]),
+            policy_digest=body.policy_digest,
+            git_sha=body.git_sha,
+            container_digest=body.container_digest,
+            dataset_snapshot=body.dataset_snapshot,
+            signature_digest=body.signature_digest,
+            attestation_digest=body.attestation_digest,
+            card=body.card,
+        )
+        return store.publish(name, req, who, blobs.size, blobs.read_small)
+
+    @app.put("/v1/models/{name}/versions/{version}/stage")
+    def set_stage(name: str, version: str, body: StageBody, who: Auth) -> dict[str, Any]:
+        require(who, "admin", "stage", name, version)
+        return store.set_stage(name, version, body.stage, who)
+
+    @app.put("/v1/models/{name}/aliases/{alias}")
+    def set_alias(name: str, alias: str, body: AliasBody, who: Auth) -> dict[str, Any]:
+        require(who, "admin", "alias", name, body.version)
+        return store.set_alias(name, alias, body.version, body.change_ticket, who)
+
+    @app.post("/v1/models/{name}/versions/{version}/revoke")
+    def revoke(name: str, version: str, body: ReasonBody, who: Auth) -> dict[str, Any]:
+        require(who, "admin", "revoke", name, version)
+        return store.revoke(name, version, body.reason, who)
+
+    @app.post("/v1/models/{name}/versions/{version}/quarantine")
+    def quarantine(name: str, version: str, body: ReasonBody, who: Auth) -> dict[str, Any]:
+        require(who, "admin", "quarantine", name, version)
+        return store.quarantine(name, version, body.reason, who)
+
+    @app.post("/v1/models/{name}/versions/{version}/release")
+    def release(
+        name: str, version: str, who: Auth, body: EmptyBody | None = None
+    ) -> dict[str, Any]:
+        del body
+        require(who, "admin", "release", name, version)
+        return store.release(name, version, who)
+
+    @app.get("/v1/governance-log")
+    def governance_log(
+        who: Auth,
+        model: Annotated[str | None, Query(max_length=128)] = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    ) -> dict[str, Any]:
+        require(who, "admin", "read_governance_log", model, None)
+        return {"events": store.governance_log(who, model=model, after=after, limit=limit)}
+
+    return BodyLimit(app, max_json=max_json_bytes, max_blob=max_blob_bytes)
+
+
+def build_app(
+    data_dir: Path,
+    database_url: str,
+    verifier: TokenVerifier,
+    *,
+    max_blob_bytes: int,
+    max_json_bytes: int,
+) -> Any:
+    """Open the store (migrating the schema) and the blob store, and build the app."""
+    from trustload.registry.store import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    return create_app(
+        store=Store(engine),
+        blobs=BlobStore(data_dir),
+        verifier=verifier,
+        max_blob_bytes=max_blob_bytes,
+        max_json_bytes=max_json_bytes,
+    )

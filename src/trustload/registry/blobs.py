@@ -1,0 +1,147 @@
+"""Content-addressed filesystem blob store: ``<data_dir>/blobs/sha256/<hex>``.
+
+Uploads are streamed into a temporary file in the same filesystem while being hashed
+and counted; the bytes become visible under their final name only after the digest
+matches the one claimed (constant-time compare), the file is fsync'd and renamed
+atomically (INTERFACE.md "Nothing is ever written there under its final name before
+it is verified"). A body longer than its declared length, or than the configured
+limit, is refused as soon as the extra byte arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from anyio import to_thread
+
+from trustload.digests import digests_equal
+from trustload.fsutil import fsync_dir
+from trustload.registry.errors import bad_request
+
+HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+WRITE_BATCH = 1024 * 1024
+"""Chunks are batched to 1 MiB before hashing/writing in a worker thread: fewer thread
+hops, and hashlib releases the GIL on large updates."""
+
+
+def check_hex(hexdigest: str) -> str:
+    if not HEX_RE.match(hexdigest):
+        raise bad_request("a blob is named by 64 lowercase hex characters of its SHA-256")
+    return hexdigest
+
+
+@dataclass(frozen=True)
+class Stored:
+    hexdigest: str
+    size: int
+    created: bool
+
+
+class _Sink:
+    """A temp file plus a running hash; its methods run in worker threads."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
+        self.fd = fd
+        self.path = Path(name)
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.hash.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.size += len(data)
+
+    def finish(self) -> str:
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        return self.hash.hexdigest()
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class BlobStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "blobs" / "sha256"
+        self.tmp = data_dir / "blobs" / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, hexdigest: str) -> Path:
+        return self.root / check_hex(hexdigest)
+
+    def exists(self, hexdigest: str) -> bool:
+        return self.path(hexdigest).is_file()
+
+    def size(self, hexdigest: str) -> int | None:
+        try:
+            return self.path(hexdigest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_small(self, hexdigest: str, limit: int) -> bytes:
+        """Read a blob that must be small (a directory manifest): bounded."""
+        p = self.path(hexdigest)
+        with p.open("rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise bad_request(f"blob sha256:{hexdigest} is larger than {limit} bytes", 413)
+        return data
+
+    async def ingest(self, hexdigest: str, chunks: AsyncIterator[bytes], declared: int) -> Stored:
+        """Store the body if (and only if) it is exactly ``declared`` bytes hashing to
+        ``hexdigest``. On any failure the temp file is removed and nothing is visible."""
+        check_hex(hexdigest)
+        sink = _Sink(self.tmp)
+        try:
+            pending: list[bytes] = []
+            pending_size = 0
+            received = 0
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                received += len(chunk)
+                if received > declared:
+                    raise bad_request("body longer than its Content-Length")
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= WRITE_BATCH:
+                    await to_thread.run_sync(sink.write, b"".join(pending))
+                    pending, pending_size = [], 0
+            if pending:
+                await to_thread.run_sync(sink.write, b"".join(pending))
+            if received != declared:
+                raise bad_request(f"body truncated: {received} of {declared} bytes")
+            actual = await to_thread.run_sync(sink.finish)
+            if not digests_equal(actual, hexdigest):
+                raise bad_request(
+                    f"digest mismatch: body hashes to sha256:{actual}, not sha256:{hexdigest}"
+                )
+            final = self.root / hexdigest
+            if final.is_file():
+                sink.discard()
+                return Stored(hexdigest, declared, created=False)
+            os.chmod(sink.path, 0o444)
+            os.replace(sink.path, final)
+            await to_thread.run_sync(fsync_dir, self.root)
+            return Stored(hexdigest, declared, created=True)
+        except BaseException:
+            sink.discard()
+            raise
