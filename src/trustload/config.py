@@ -78,6 +78,7 @@ class ServeConfig(_Strict):
     max_request_bytes: int = 16 * 1024 * 1024
     request_timeout: float = 10.0
     max_concurrency: int = 16
+    model: str | None = None  # NAME@ALIAS or NAME@VERSION that `trustload serve` serves
 
 
 class ServerConfig(_Strict):

@@ -1,0 +1,499 @@
+"""The serving runtime's lifecycle: gated start-up, refresh, atomic swap, rollback (R3, R5, R9).
+
+States and rules, in the order the code applies them:
+
+* **Start-up**: run the gate. Permit -> load the verified bytes, warm up, re-check the
+  Registry (revoked / quarantined / stage / alias still pointing here), then publish
+  the model (ready). Deny -> try the previous healthy versions this runtime served
+  (newest first, only those still in the cache), each re-verified in full by the gate
+  against the Registry's current record and recorded as ``rollback_execute``. None
+  passes -> start-up is denied.
+* **Refresh** (every ``refresh_interval`` and on SIGHUP): re-resolve the reference.
+  The current version revoked, quarantined or out of stage -> it is withdrawn at once
+  (never served after the refresh that saw it), then the alias target is tried, then
+  a rollback, else not ready. The alias moved -> the candidate is gated, loaded and
+  warmed beside the current model and swapped in by replacing one reference; a
+  candidate that fails anything leaves the current model serving and is recorded as
+  ``startup_deny``.
+* **Freshness**: without a successful Registry answer for ``max_staleness`` seconds the
+  runtime stops serving (checked on every request, so a refresh stuck in network
+  timeouts cannot stretch the limit) and serves again once the Registry answers and
+  the model is still in good standing.
+* **Anti-downgrade**: the trusted state advances only when a model is actually
+  published after a normal gate permit; a rollback never advances it (it is an
+  explicit, logged lifecycle action), so a replayed old alias answer stays blocked.
+
+Every decision goes to the hash-chained audit log and to the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trustload.audit import AuditLog
+from trustload.checks.revocation import check_quarantined, check_revoked
+from trustload.checks.stage import check_stage
+from trustload.config import ClientFileConfig
+from trustload.decision import (
+    CheckResult,
+    Decision,
+    Event,
+    ReasonCode,
+    rfc3339,
+    timed,
+    utc_now,
+)
+from trustload.digests import FileEntry, digests_equal, parse_digest
+from trustload.errors import TrustloadError
+from trustload.facts import ModelRef, TrustedState, VersionRecord
+from trustload.metrics import Metrics
+from trustload.serve.active import ActiveModel
+from trustload.serve.loader import LoadedModel, load_verified
+from trustload.state import forget_healthy, healthy_versions, record_healthy, save_state
+
+if TYPE_CHECKING:
+    from trustload.client.api import RegistryClient
+    from trustload.gate import GateResult
+
+log = logging.getLogger(__name__)
+
+WarmupHook = Callable[[VersionRecord], None]
+GateFn = Callable[..., "GateResult"]
+
+
+class StartupDenied(Exception):
+    """Start-up was denied and no previous healthy version could be rolled back to."""
+
+    def __init__(self, decision: dict[str, Any]) -> None:
+        super().__init__(", ".join(decision.get("reasons") or []) or "denied")
+        self.decision = decision
+
+
+def standing_checks(
+    record: VersionRecord, environment: str, expected_digest: str | None = None
+) -> list[CheckResult]:
+    """Is this Registry record still servable? (R1.4, R2.3; pure.)
+
+    Used for the post-warm-up re-check and on every refresh of the current version.
+    ``expected_digest`` catches a record whose artifact changed under the same version.
+    """
+    checks = [
+        check_revoked(record.revoked, record.revoked_reason),
+        check_quarantined(record.quarantined, record.quarantine_reason),
+        check_stage(record.stage, environment),
+    ]
+    if expected_digest is not None and not digests_equal(record.artifact_digest, expected_digest):
+        checks.append(
+            CheckResult.failed(
+                "artifact_digest",
+                ReasonCode.DIGEST_MISMATCH,
+                f"Registry now pins {record.artifact_digest}, loaded {expected_digest}",
+            )
+        )
+    return checks
+
+
+@dataclass
+class _Memo:
+    """A candidate that was denied, so identical answers are not re-gated every interval."""
+
+    keys: set[tuple[Any, ...]] = field(default_factory=set)
+
+    @staticmethod
+    def key(record: VersionRecord) -> tuple[Any, ...]:
+        return (
+            record.version,
+            record.artifact_digest,
+            record.stage,
+            record.revoked,
+            record.quarantined,
+            record.alias_revision,
+        )
+
+
+class ServingRuntime:
+    """One served model reference (``name@alias`` or ``name@version``) and its lifecycle."""
+
+    def __init__(
+        self,
+        config: ClientFileConfig,
+        ref: ModelRef,
+        *,
+        metrics: Metrics | None = None,
+        gate: GateFn | None = None,
+        client: RegistryClient | None = None,
+        warmup_hook: WarmupHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.ref = ref
+        self.environment = config.gate.environment
+        self.metrics = metrics or Metrics(clock)
+        self.audit = AuditLog(config.gate.audit_log)
+        self._gate_fn = gate
+        self._client = client
+        self._warmup_hook = warmup_hook
+        self._clock = clock
+        self._model: ActiveModel | None = None  # loaded and verified
+        self._published = False  # False while withdrawn for staleness
+        self._last_contact: float | None = None
+        self._stale_recorded = False
+        self._denied = _Memo()
+        self._revoked_versions: set[str] = set()
+        self._cycle = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.metrics.ready.set_function(lambda: 0.0 if self.current() is None else 1.0)
+
+    # ------------------------------------------------------------------ HTTP view
+    def current(self) -> ActiveModel | None:
+        """The model to serve now, or None (not ready). Enforces ``max_staleness``."""
+        model = self._model
+        if model is None or not self._published:
+            return None
+        if self._stale():
+            return None
+        return model
+
+    def live(self) -> bool:
+        return not self._stop.is_set()
+
+    def _stale(self) -> bool:
+        last = self._last_contact
+        return last is None or self._clock() - last > self.config.gate.max_staleness
+
+    # ------------------------------------------------------------------ plumbing
+    def client(self) -> RegistryClient:
+        if self._client is None:
+            from trustload.client.api import RegistryClient
+
+            self._client = RegistryClient(self.config.registry)
+        return self._client
+
+    def _gate(self, ref: ModelRef, event: Event) -> GateResult:
+        fn = self._gate_fn
+        if fn is None:
+            from trustload.gate import run_gate
+
+            fn = run_gate
+        return fn(
+            self.config,
+            ref,
+            client=self.client(),
+            record_audit=False,  # the runtime records one decision per attempt, below
+            update_state=False,  # advanced only once the model is actually published
+            event=event,
+        )
+
+    def _contact(self) -> None:
+        self._last_contact = self._clock()
+        self.metrics.registry_contact(self._last_contact)
+        if self._stale_recorded:
+            self._stale_recorded = False
+            model = self._model
+            self._lifecycle(
+                "serving_resumed",
+                None if model is None else model.record,
+                detail="Registry contact restored",
+            )
+
+    def _record(self, decision: Decision) -> dict[str, Any]:
+        doc = decision.to_json()
+        self.audit.append(doc)
+        self.metrics.observe_decision(doc)
+        return doc
+
+    def _lifecycle(self, event: str, model: VersionRecord | None, **extra: Any) -> None:
+        doc: dict[str, Any] = {
+            "event": event,
+            "requested": str(self.ref),
+            "model": self.ref.name if model is None else model.name,
+            "version": None if model is None else model.version,
+            "artifact_digest": None if model is None else model.artifact_digest,
+            "environment": self.environment,
+            "at": rfc3339(utc_now()),
+        }
+        doc.update(extra)
+        self.audit.append(doc)
+        log.info("%s %s", event, {k: v for k, v in doc.items() if k != "at"})
+
+    def _publish(self, model: ActiveModel | None) -> None:
+        self._model = model
+        self._published = model is not None
+        if model is None:
+            self.metrics.set_loaded(None, None, None)
+        else:
+            self.metrics.set_loaded(model.name, model.version, model.artifact_digest)
+
+    # ------------------------------------------------------------------ one attempt
+    def _attempt(self, ref: ModelRef, event: Event) -> tuple[ActiveModel | None, dict[str, Any]]:
+        """Gate, load, warm up and re-check one candidate beside whatever is serving.
+
+        Returns the ready model (not yet published) or None, and the recorded decision.
+        """
+        started = time.perf_counter()
+        try:
+            result = self._gate(ref, event)
+        except TrustloadError as exc:
+            decision = Decision(
+                event=event,
+                checks=[CheckResult.failed("gate", exc.code, exc.message)],
+                requested=str(ref),
+                model=ref.name,
+                environment=self.environment,
+            )
+            return None, self._finish(decision, event, started)
+        decision = result.decision
+        if result.decision.permitted and result.record is not None:
+            self._contact()
+        if not decision.permitted or result.record is None or result.layout is None:
+            if not decision.checks:
+                decision.checks.append(
+                    CheckResult.failed("gate", ReasonCode.POLICY_DENY, "gate returned no checks")
+                )
+            return None, self._finish(decision, event, started)
+        record = result.record
+        files = result.files if result.files is not None else record.files
+        if not files and record.kind == "file":
+            files = (FileEntry(result.layout.files[0][0], parse_digest(record.artifact_digest), 0),)
+        loaded: list[LoadedModel] = []
+
+        def load() -> CheckResult:
+            loaded.append(
+                load_verified(
+                    result.layout,  # type: ignore[arg-type]  # checked non-None above
+                    files,
+                    record.format or record.card.format,
+                    allow_pickle=self.config.gate.allow_pickle,
+                )
+            )
+            return CheckResult.passed("load", f"{loaded[0].format} loaded from verified bytes")
+
+        def warmup() -> CheckResult:
+            if self._warmup_hook is not None:
+                self._warmup_hook(record)
+            loaded[0].warmup()
+            return CheckResult.passed("warmup", "warm-up inference succeeded")
+
+        def recheck() -> CheckResult:
+            fresh = self.client().get_version(record.name, record.version)
+            self._contact()
+            bad = [
+                c
+                for c in standing_checks(fresh, self.environment, record.artifact_digest)
+                if not c.ok
+            ]
+            if bad:
+                return CheckResult.failed(
+                    "registry_recheck", bad[0].code or ReasonCode.POLICY_DENY, bad[0].detail
+                )
+            if record.alias is not None:
+                target = self.client().resolve(record.name, record.alias)
+                if target.version != record.version:
+                    return CheckResult.failed(
+                        "registry_recheck",
+                        ReasonCode.POLICY_DENY,
+                        f"alias {record.alias} moved to {target.version} during warm-up",
+                    )
+            return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
+
+        for name, step in (("load", load), ("warmup", warmup), ("registry_recheck", recheck)):
+            check = timed(name, step)
+            decision.checks.append(check)
+            if not check.ok:
+                return None, self._finish(decision, event, started)
+        active = ActiveModel(record=record, model=loaded[0], decision={}, loaded_at=utc_now())
+        doc = self._finish(decision, event, started)
+        return ActiveModel(active.record, active.model, doc, active.loaded_at), doc
+
+    def _finish(self, decision: Decision, event: Event, started: float) -> dict[str, Any]:
+        if event is Event.ROLLBACK_EXECUTE:
+            decision.event = event
+        else:
+            decision.event = Event.STARTUP_PERMIT if decision.permitted else Event.STARTUP_DENY
+        decision.latency_ms = (time.perf_counter() - started) * 1000.0
+        if not decision.requested:
+            decision.requested = str(self.ref)
+        return self._record(decision)
+
+    def _accept(self, active: ActiveModel, *, advance_state: bool) -> None:
+        """Publish ``active`` (the atomic swap) and remember it as healthy."""
+        previous = self._model
+        self._publish(active)
+        rec = active.record
+        state_dir = self.config.gate.state_dir
+        if advance_state:
+            save_state(
+                state_dir,
+                TrustedState(
+                    model=rec.name,
+                    environment=self.environment,
+                    version=rec.version,
+                    alias=rec.alias,
+                    alias_revision=rec.alias_revision,
+                    artifact_digest=rec.artifact_digest,
+                ),
+            )
+        record_healthy(state_dir, rec.name, self.environment, rec.version, rec.artifact_digest)
+        if previous is None:
+            self._lifecycle("serving_ready", rec)
+        else:
+            self.metrics.swaps.inc()
+            self._lifecycle("serving_swap", rec, previous_version=previous.version)
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> dict[str, Any]:
+        """Gate and publish the model, or roll back, or raise :class:`StartupDenied`."""
+        with self._cycle:
+            active, doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
+            if active is not None:
+                self._accept(active, advance_state=True)
+                return doc
+            denied_version = doc.get("version")
+            if ReasonCode.REVOKED in doc.get("reasons", []) and denied_version:
+                self._revoked_versions.add(str(denied_version))
+            rolled = self._rollback(exclude={str(denied_version)} if denied_version else set())
+            if rolled is not None:
+                return rolled
+            raise StartupDenied(doc)
+
+    def _rollback(self, exclude: set[str]) -> dict[str, Any] | None:
+        """Re-verify and publish the newest previous healthy version, if any passes."""
+        state_dir = self.config.gate.state_dir
+        cache = self.config.gate.cache_dir / "blobs" / "sha256"
+        for item in reversed(healthy_versions(state_dir, self.ref.name, self.environment)):
+            version = item["version"]
+            if version in exclude or version in self._revoked_versions:
+                continue
+            try:
+                hexdigest = parse_digest(item["artifact_digest"])
+            except TrustloadError:
+                continue
+            if not (cache / hexdigest).is_file():
+                continue  # only versions still in the cache are rollback candidates
+            active, doc = self._attempt(ModelRef(self.ref.name, version), Event.ROLLBACK_EXECUTE)
+            if active is not None:
+                self._accept(active, advance_state=False)
+                return doc
+            if ReasonCode.REVOKED in doc.get("reasons", []):
+                self._revoked_versions.add(version)
+                forget_healthy(state_dir, self.ref.name, self.environment, version)
+        return None
+
+    # ------------------------------------------------------------------ refresh
+    def refresh(self) -> None:
+        """One refresh cycle (R3 on refresh). Safe to call from any thread."""
+        with self._cycle:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        current = self._model
+        try:
+            target = self.client().resolve(self.ref.name, self.ref.ref)
+            standing: VersionRecord | None = None
+            if current is not None:
+                standing = (
+                    target
+                    if target.version == current.version
+                    else self.client().get_version(current.name, current.version)
+                )
+        except TrustloadError as exc:
+            self.metrics.refresh_failures.labels(reason=str(exc.code)).inc()
+            log.warning("refresh: Registry not reachable: %s", exc)
+            if self._stale() and current is not None and not self._stale_recorded:
+                self._stale_recorded = True
+                self._lifecycle(
+                    "serving_not_ready",
+                    current.record,
+                    reason=str(ReasonCode.REGISTRY_UNAVAILABLE),
+                    detail=f"no Registry contact for more than {self.config.gate.max_staleness}s",
+                )
+            return
+        self._contact()
+        if current is not None and standing is not None:
+            bad = [
+                c
+                for c in standing_checks(standing, self.environment, current.artifact_digest)
+                if not c.ok
+            ]
+            if bad:
+                # Withdraw first: a revoked model is never served after this refresh.
+                self._publish(None)
+                codes = [str(c.code) for c in bad]
+                if standing.revoked:
+                    self._revoked_versions.add(standing.version)
+                if standing.revoked or standing.quarantined:
+                    forget_healthy(
+                        self.config.gate.state_dir, current.name, self.environment, current.version
+                    )
+                self._lifecycle(
+                    "serving_withdrawn",
+                    current.record,
+                    reasons=codes,
+                    detail="; ".join(c.detail for c in bad),
+                )
+                self.metrics.decisions.labels(
+                    event="serving_withdrawn", decision="deny", reason=codes[0]
+                ).inc()
+                current = None
+        if current is None or target.version != current.version:
+            key = _Memo.key(target)
+            if key not in self._denied.keys:
+                active, _doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
+                if active is not None:
+                    self._accept(active, advance_state=True)
+                    return
+                self._denied.keys.add(key)
+                if target.revoked:
+                    self._revoked_versions.add(target.version)
+        if current is None and self._model is None:
+            exclude = {target.version} if target.revoked or target.quarantined else set()
+            if self._rollback(exclude) is None:
+                self._lifecycle(
+                    "serving_not_ready",
+                    None,
+                    reason="NO_HEALTHY_VERSION",
+                    detail="no candidate passed the gate and no previous version could be restored",
+                )
+
+    # ------------------------------------------------------------------ background loop
+    def request_refresh(self) -> None:
+        """SIGHUP: refresh now (signal-safe: only sets an event)."""
+        self._wake.set()
+
+    def start_refresh_loop(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="trustload-refresh", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        interval = max(0.05, float(self.config.serve.refresh_interval))
+        while not self._stop.is_set():
+            self._wake.wait(timeout=interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.refresh()
+            except Exception as exc:  # keep the loop alive; staleness still applies
+                self.metrics.refresh_failures.labels(reason="internal").inc()
+                log.exception("refresh failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        model = self._model
+        self._publish(None)
+        if model is not None:
+            self._lifecycle("serving_stop", model.record)
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,135 @@
+"""OIP v2 routes, limits and /metrics over a real ONNX model (in-process ASGI)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from trustload.config import ServeConfig
+from trustload.digests import FileEntry, ModelLayout
+from trustload.facts import ModelCard, VersionRecord
+from trustload.metrics import Metrics
+from trustload.serve.active import ActiveModel
+from trustload.serve.app import create_app
+from trustload.serve.loader import load_verified
+
+from .onnx_models import write_model
+
+
+def _record(digest: str) -> VersionRecord:
+    card = ModelCard("A", "credit", ("credit_scoring",), None, "onnx")
+    return VersionRecord(
+        name="risk", version="1", stage="Approved", artifact_digest=digest, artifact_size=1,
+        kind="file", format="onnx", policy_digest="sha256:" + "1" * 64, git_sha="g",
+        container_digest="sha256:" + "2" * 64, dataset_snapshot="d", revoked=False,
+        quarantined=False, card=card, alias="production", alias_revision=1,
+    )
+
+
+class _State:
+    def __init__(self, active: ActiveModel | None) -> None:
+        self.active = active
+
+    def current(self) -> ActiveModel | None:
+        return self.active
+
+    def live(self) -> bool:
+        return True
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> tuple[_State, TestClient, Metrics]:
+    path = write_model(tmp_path / "m.onnx", [1.0, -1.0], 0.0)
+    data = path.read_bytes()
+    hexd = hashlib.sha256(data).hexdigest()
+    model = load_verified(ModelLayout.from_path(path), [FileEntry(path.name, hexd, len(data))], "onnx")
+    state = _State(ActiveModel(_record("sha256:" + hexd), model, {}, datetime.now(UTC)))
+    metrics = Metrics()
+    app = create_app(state, ServeConfig(max_request_bytes=4096, max_concurrency=2), metrics)
+    return state, TestClient(app), metrics
+
+
+def test_health_and_metadata(served: tuple[_State, TestClient, Metrics]) -> None:
+    state, client, _ = served
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    meta = client.get("/v2/models/risk").json()
+    assert meta["name"] == "risk" and meta["versions"] == ["1"]
+    assert meta["parameters"]["artifact_digest"] == state.active.artifact_digest  # type: ignore[union-attr]
+    assert meta["inputs"][0] == {"name": "x", "datatype": "FP32", "shape": [-1, 2]}
+    assert client.get("/v2/models/other").status_code == 404
+
+
+def test_infer_round_trip(served: tuple[_State, TestClient, Metrics]) -> None:
+    _, client, metrics = served
+    body = {"id": "r1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [2, 1, 0, 0]}]}
+    res = client.post("/v2/models/risk/infer", json=body)
+    assert res.status_code == 200, res.text
+    doc = res.json()
+    assert doc["model_name"] == "risk" and doc["model_version"] == "1" and doc["id"] == "r1"
+    out = doc["outputs"][0]
+    assert out["name"] == "score" and out["shape"] == [2, 1] and out["datatype"] == "FP32"
+    assert abs(out["data"][0] - 1 / (1 + math.exp(-1))) < 1e-6 and abs(out["data"][1] - 0.5) < 1e-6
+    assert client.post("/v2/models/risk/versions/1/infer", json=body).status_code == 200
+    assert client.post("/v2/models/risk/versions/9/infer", json=body).status_code == 404
+    assert b'trustload_inference_requests_total{outcome="ok"} 2.0' in metrics.render()
+
+
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        ({"inputs": [{"name": "y", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}, 400),
+        ({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [1, 2]}]}, 400),
+        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]}, 400),
+        ({"inputs": [{"name": "x", "shape": [1, -2], "datatype": "FP32", "data": [1, 2]}]}, 400),
+        ({"inputs": []}, 400),
+        ({"nonsense": True}, 400),
+    ],
+)
+def test_bad_requests_are_400(served: tuple[_State, TestClient, Metrics], body: dict, status: int) -> None:
+    _, client, _ = served
+    assert client.post("/v2/models/risk/infer", json=body).status_code == status
+
+
+def test_body_size_limit(served: tuple[_State, TestClient, Metrics]) -> None:
+    _, client, _ = served
+    big = {"inputs": [{"name": "x", "shape": [1000, 2], "datatype": "FP32", "data": [1.5] * 2000}]}
+    assert client.post("/v2/models/risk/infer", json=big).status_code == 413
+    # A chunked body with no Content-Length is counted as it streams.
+    def gen():
+        for _ in range(100):
+            yield b" " * 100
+    res = client.post("/v2/models/risk/infer", content=gen(), headers={"content-type": "application/json"})
+    assert res.status_code == 413
+
+
+def test_not_ready_without_model(served: tuple[_State, TestClient, Metrics]) -> None:
+    state, client, _ = served
+    state.active = None
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/models/risk").status_code == 503
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    assert client.post("/v2/models/risk/infer", json=body).status_code == 503
+
+
+def test_metrics_exposition(served: tuple[_State, TestClient, Metrics]) -> None:
+    _, client, metrics = served
+    metrics.observe_decision(
+        {"event": "startup_deny", "decision": "deny", "reasons": ["REVOKED"], "latency_ms": 12.0,
+         "checks": [{"name": "revoked", "ms": 0.4}, {"name": "signature", "ms": 3.0}]}
+    )
+    metrics.set_loaded("risk", "1", "sha256:" + "a" * 64)
+    metrics.registry_contact()
+    text = client.get("/metrics").text
+    assert 'trustload_decisions_total{decision="deny",event="startup_deny",reason="REVOKED"} 1.0' in text
+    assert 'trustload_check_duration_seconds_count{check="signature"} 1.0' in text
+    assert 'trustload_loaded_model_info{artifact_digest="sha256:' + "a" * 64 + '",model="risk",version="1"} 1.0' in text
+    assert "trustload_registry_contact_age_seconds" in text
+    # Two runtimes in one process do not share (or collide on) metric registries.
+    assert Metrics().render() != metrics.render()
