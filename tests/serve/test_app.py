@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +24,22 @@ from .onnx_models import write_model
 def _record(digest: str) -> VersionRecord:
     card = ModelCard("A", "credit", ("credit_scoring",), None, "onnx")
     return VersionRecord(
-        name="risk", version="1", stage="Approved", artifact_digest=digest, artifact_size=1,
-        kind="file", format="onnx", policy_digest="sha256:" + "1" * 64, git_sha="g",
-        container_digest="sha256:" + "2" * 64, dataset_snapshot="d", revoked=False,
-        quarantined=False, card=card, alias="production", alias_revision=1,
+        name="risk",
+        version="1",
+        stage="Approved",
+        artifact_digest=digest,
+        artifact_size=1,
+        kind="file",
+        format="onnx",
+        policy_digest="sha256:" + "1" * 64,
+        git_sha="g",
+        container_digest="sha256:" + "2" * 64,
+        dataset_snapshot="d",
+        revoked=False,
+        quarantined=False,
+        card=card,
+        alias="production",
+        alias_revision=1,
     )
 
 
@@ -48,7 +59,9 @@ def served(tmp_path: Path) -> tuple[_State, TestClient, Metrics]:
     path = write_model(tmp_path / "m.onnx", [1.0, -1.0], 0.0)
     data = path.read_bytes()
     hexd = hashlib.sha256(data).hexdigest()
-    model = load_verified(ModelLayout.from_path(path), [FileEntry(path.name, hexd, len(data))], "onnx")
+    model = load_verified(
+        ModelLayout.from_path(path), [FileEntry(path.name, hexd, len(data))], "onnx"
+    )
     state = _State(ActiveModel(_record("sha256:" + hexd), model, {}, datetime.now(UTC)))
     metrics = Metrics()
     app = create_app(state, ServeConfig(max_request_bytes=4096, max_concurrency=2), metrics)
@@ -68,7 +81,10 @@ def test_health_and_metadata(served: tuple[_State, TestClient, Metrics]) -> None
 
 def test_infer_round_trip(served: tuple[_State, TestClient, Metrics]) -> None:
     _, client, metrics = served
-    body = {"id": "r1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [2, 1, 0, 0]}]}
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [2, 1, 0, 0]}],
+    }
     res = client.post("/v2/models/risk/infer", json=body)
     assert res.status_code == 200, res.text
     doc = res.json()
@@ -92,7 +108,9 @@ def test_infer_round_trip(served: tuple[_State, TestClient, Metrics]) -> None:
         ({"nonsense": True}, 400),
     ],
 )
-def test_bad_requests_are_400(served: tuple[_State, TestClient, Metrics], body: dict, status: int) -> None:
+def test_bad_requests_are_400(
+    served: tuple[_State, TestClient, Metrics], body: dict, status: int
+) -> None:
     _, client, _ = served
     assert client.post("/v2/models/risk/infer", json=body).status_code == status
 
@@ -101,11 +119,15 @@ def test_body_size_limit(served: tuple[_State, TestClient, Metrics]) -> None:
     _, client, _ = served
     big = {"inputs": [{"name": "x", "shape": [1000, 2], "datatype": "FP32", "data": [1.5] * 2000}]}
     assert client.post("/v2/models/risk/infer", json=big).status_code == 413
+
     # A chunked body with no Content-Length is counted as it streams.
     def gen():
         for _ in range(100):
             yield b" " * 100
-    res = client.post("/v2/models/risk/infer", content=gen(), headers={"content-type": "application/json"})
+
+    res = client.post(
+        "/v2/models/risk/infer", content=gen(), headers={"content-type": "application/json"}
+    )
     assert res.status_code == 413
 
 
@@ -121,15 +143,28 @@ def test_not_ready_without_model(served: tuple[_State, TestClient, Metrics]) -> 
 def test_metrics_exposition(served: tuple[_State, TestClient, Metrics]) -> None:
     _, client, metrics = served
     metrics.observe_decision(
-        {"event": "startup_deny", "decision": "deny", "reasons": ["REVOKED"], "latency_ms": 12.0,
-         "checks": [{"name": "revoked", "ms": 0.4}, {"name": "signature", "ms": 3.0}]}
+        {
+            "event": "startup_deny",
+            "decision": "deny",
+            "reasons": ["REVOKED"],
+            "latency_ms": 12.0,
+            "checks": [{"name": "revoked", "ms": 0.4}, {"name": "signature", "ms": 3.0}],
+        }
     )
     metrics.set_loaded("risk", "1", "sha256:" + "a" * 64)
     metrics.registry_contact()
     text = client.get("/metrics").text
-    assert 'trustload_decisions_total{decision="deny",event="startup_deny",reason="REVOKED"} 1.0' in text
+    assert (
+        'trustload_decisions_total{decision="deny",event="startup_deny",reason="REVOKED"} 1.0'
+        in text
+    )
     assert 'trustload_check_duration_seconds_count{check="signature"} 1.0' in text
-    assert 'trustload_loaded_model_info{artifact_digest="sha256:' + "a" * 64 + '",model="risk",version="1"} 1.0' in text
+    assert (
+        'trustload_loaded_model_info{artifact_digest="sha256:'
+        + "a" * 64
+        + '",model="risk",version="1"} 1.0'
+        in text
+    )
     assert "trustload_registry_contact_age_seconds" in text
     # Two runtimes in one process do not share (or collide on) metric registries.
     assert Metrics().render() != metrics.render()

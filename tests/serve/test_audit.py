@@ -14,7 +14,10 @@ from trustload.audit import AuditLog, head_path, verify_chain
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "trustload.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -22,7 +25,9 @@ def _log(tmp_path: Path, n: int = 5) -> Path:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
     for i in range(n):
-        log.append({"event": "startup_permit", "model": "m", "version": str(i), "access_token": "x"})
+        log.append(
+            {"event": "startup_permit", "model": "m", "version": str(i), "access_token": "x"}
+        )
     return path
 
 

@@ -113,7 +113,11 @@ def _safetensors(tensors: dict[str, np.ndarray]) -> bytes:
     body = b""
     for name, arr in tensors.items():
         raw = arr.astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [len(body), len(body) + len(raw)]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(arr.shape),
+            "data_offsets": [len(body), len(body) + len(raw)],
+        }
         body += raw
     h = json.dumps(header).encode()
     return struct.pack("<Q", len(h)) + h + body
