@@ -182,8 +182,19 @@ class ServingRuntime:
             from trustload.gate import run_gate
 
             fn = run_gate
+        config = self.config
+        if event is Event.ROLLBACK_EXECUTE:
+            # A rollback is the explicit lifecycle exception to anti-downgrade (R5): it is
+            # judged against this runtime's healthy-version history (the caller checks the
+            # version and its artifact digest are ones it served) instead of the
+            # high-water mark, which the gate would read from state_dir. Every other
+            # check runs in full, and the trusted state is left untouched.
+            scratch = config.gate.state_dir / "rollback-view"
+            scratch.mkdir(parents=True, exist_ok=True)
+            gate_cfg = config.gate.model_copy(update={"state_dir": scratch})
+            config = config.model_copy(update={"gate": gate_cfg})
         return fn(
-            self.config,
+            config,
             ref,
             client=self.client(),
             record_audit=False,  # the runtime records one decision per attempt, below
@@ -378,6 +389,16 @@ class ServingRuntime:
             if not (cache / hexdigest).is_file():
                 continue  # only versions still in the cache are rollback candidates
             active, doc = self._attempt(ModelRef(self.ref.name, version), Event.ROLLBACK_EXECUTE)
+            if active is not None and not digests_equal(
+                active.artifact_digest, item["artifact_digest"]
+            ):
+                self._lifecycle(
+                    "serving_not_ready",
+                    active.record,
+                    reason=str(ReasonCode.DOWNGRADE_BLOCKED),
+                    detail=f"version {version} now pins another artifact than the one served",
+                )
+                continue
             if active is not None:
                 self._accept(active, advance_state=False)
                 return doc
