@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trustload.errors import UsageError
+
+if TYPE_CHECKING:
+    from trustload.config import ClientFileConfig
+    from trustload.facts import VersionRecord
 
 MAX_CARD_BYTES = 256 * 1024
 FORMATS = {
@@ -96,6 +100,87 @@ def default_card(
     return card
 
 
+def publish_model(
+    cfg: ClientFileConfig,
+    path: Path,
+    *,
+    name: str,
+    version: str,
+    key: Path,
+    git_sha: str,
+    container_digest: str,
+    dataset_snapshot: str,
+    card: Path | dict[str, Any] | None = None,
+    policy_digest: str | None = None,
+    not_after: datetime | None = None,
+    password: bytes | None = None,
+) -> VersionRecord:
+    """Sign, attest, upload by digest and register one version; return its record."""
+    from trustload.client.api import RegistryClient
+    from trustload.digests import (
+        ModelLayout,
+        format_digest,
+        manifest_bytes,
+        measure_layout,
+        parse_digest,
+    )
+    from trustload.signing import attest_bytes, sign_layout_bundle
+
+    if not key.is_file():
+        raise UsageError(f"no such signing key: {key}")
+    if policy_digest is not None:
+        parse_digest(policy_digest)
+    else:
+        from trustload.policy import policy_digest as digest_of
+
+        policy_digest = digest_of(cfg.gate.policy_dir)
+
+    layout = ModelLayout.from_path(path)
+    measured = measure_layout(layout)
+    files = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files]
+    fmt = guess_format([f.path for f in measured.files])
+    bundle = sign_layout_bundle(layout, key, password=password)
+    attestation = attest_bytes(
+        subject_name=layout.name,
+        artifact_digest=measured.digest,
+        key_path=key,
+        git_sha=git_sha,
+        container_digest=container_digest,
+        dataset_snapshot=dataset_snapshot,
+        not_after=not_after,
+        password=password,
+    )
+    with RegistryClient(cfg.registry) as client:
+        if isinstance(card, dict):
+            card_doc = card
+        elif card is not None:
+            card_doc = load_card(card)
+        else:
+            who = client.requester()
+            card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
+        paths = layout.paths()
+        for entry in measured.files:
+            client.upload_blob(paths[entry.path], format_digest(entry.sha256))
+        if measured.kind == "directory":
+            client.upload_blob(manifest_bytes(measured.files), measured.digest)
+        request = {
+            "version": version,
+            "artifact_digest": measured.digest,
+            "artifact_size": measured.size,  # a directory's is the sum of its files
+            "kind": measured.kind,
+            "format": card_doc.get("format") or fmt,
+            "files": files,
+            "policy_digest": policy_digest,
+            "git_sha": git_sha,
+            "container_digest": container_digest,
+            "dataset_snapshot": dataset_snapshot,
+            "signature_digest": client.upload_blob(bundle),
+            "attestation_digest": client.upload_blob(attestation),
+            "card": card_doc,
+        }
+        return client.publish(name, request)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("publish")
     def publish(
@@ -117,77 +202,24 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     ) -> None:
         """Sign, attest and upload a model version to the Registry (stage Staging)."""
-        from trustload.client.api import RegistryClient
         from trustload.config import load_client_config
-        from trustload.digests import (
-            ModelLayout,
-            format_digest,
-            manifest_bytes,
-            measure_layout,
-            parse_digest,
-        )
-        from trustload.signing import attest_bytes, sign_layout_bundle
 
         cfg = load_client_config(config)
-        if not key.is_file():
-            raise UsageError(f"no such signing key: {key}")
-        until = parse_time(not_after, "--not-after") if not_after else None
-        if policy_digest is not None:
-            parse_digest(policy_digest)
-        else:
-            from trustload.policy import policy_digest as digest_of
-
-            policy_digest = digest_of(cfg.gate.policy_dir)
         password_env = os.environ.get("TRUSTLOAD_KEY_PASSWORD")
-        password = password_env.encode() if password_env else None
-
-        layout = ModelLayout.from_path(path)
-        measured = measure_layout(layout)
-        files = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files]
-        fmt = guess_format([f.path for f in measured.files])
-        bundle = sign_layout_bundle(layout, key, password=password)
-        attestation = attest_bytes(
-            subject_name=layout.name,
-            artifact_digest=measured.digest,
-            key_path=key,
+        record = publish_model(
+            cfg,
+            path,
+            name=name,
+            version=version,
+            key=key,
             git_sha=git_sha,
             container_digest=container_digest,
             dataset_snapshot=dataset_snapshot,
-            not_after=until,
-            password=password,
+            card=card,
+            policy_digest=policy_digest,
+            not_after=parse_time(not_after, "--not-after") if not_after else None,
+            password=password_env.encode() if password_env else None,
         )
-
-        with RegistryClient(cfg.registry) as client:
-            if card is not None:
-                card_doc = load_card(card)
-            else:
-                who = client.requester()
-                card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
-            paths = layout.paths()
-            for entry in measured.files:
-                client.upload_blob(paths[entry.path], format_digest(entry.sha256))
-            if measured.kind == "directory":
-                manifest = manifest_bytes(measured.files)
-                client.upload_blob(manifest, measured.digest)
-            size = measured.size  # a directory's artifact_size is the sum of its files
-            signature_digest = client.upload_blob(bundle)
-            attestation_digest = client.upload_blob(attestation)
-            request = {
-                "version": version,
-                "artifact_digest": measured.digest,
-                "artifact_size": size,
-                "kind": measured.kind,
-                "format": card_doc.get("format") or fmt,
-                "files": files,
-                "policy_digest": policy_digest,
-                "git_sha": git_sha,
-                "container_digest": container_digest,
-                "dataset_snapshot": dataset_snapshot,
-                "signature_digest": signature_digest,
-                "attestation_digest": attestation_digest,
-                "card": card_doc,
-            }
-            record = client.publish(name, request)
         if as_json:
             from dataclasses import asdict
 
