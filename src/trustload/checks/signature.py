@@ -141,7 +141,7 @@ def _cosign_blob(layout: ModelLayout, bundle: bytes, anchors: TrustAnchors) -> t
         raise SignatureError("detached signature is empty")
     entries = _hash_whole(layout)
     digest = bytes.fromhex(entries[0].sha256)
-    from trustload.crypto.sigstore_impl import verify_key_message_signature
+    from trustload.crypto.verify import verify_key_message_signature
 
     for key in trusted_keys(anchors):
         if verify_key_message_signature(key, sig, digest):

@@ -43,10 +43,10 @@ from sigstore.verify.verifier import Verifier
 from sigstore_models.bundle.v1 import Bundle as RawBundle
 from sigstore_models.common.v1 import HashAlgorithm
 
-from trustload.crypto.keys import PublicKey, public_der, verify_message, verify_prehashed_sha256
+from trustload.crypto.keys import PublicKey, public_der
 from trustload.decision import ReasonCode
 from trustload.errors import SignatureError
-from trustload.formats.dsse import Envelope, pae
+from trustload.formats.dsse import Envelope
 
 _logger = logging.getLogger(__name__)
 
@@ -283,14 +283,3 @@ def verify_managed_key_bundle(
         raise SignatureError(f"malformed log entry body: {type(exc).__name__}") from None
     if not ok:
         raise SignatureError("transparency log entry is inconsistent with the bundle")
-
-
-def verify_key_message_signature(key: PublicKey, signature: bytes, artifact_sha256: bytes) -> bool:
-    """A hashedrekord / cosign blob signature: over the artifact's SHA-256 (or its bytes' hash)."""
-    return verify_prehashed_sha256(key, signature, artifact_sha256)
-
-
-def verify_envelope_with_key(key: PublicKey, envelope: Envelope) -> bool:
-    """Some signature of the envelope verifies over PAE with ``key``."""
-    message = pae(envelope.payload_type, envelope.payload)
-    return any(verify_message(key, s.sig, message) for s in envelope.signatures)

@@ -24,11 +24,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from trustload.crypto.keys import PublicKey, fingerprint, load_public_key_pem
+from trustload.crypto.keys import (
+    PublicKey,
+    fingerprint,
+    load_public_key_pem,
+    verify_message,
+    verify_prehashed_sha256,
+)
 from trustload.decision import ReasonCode
 from trustload.errors import SignatureError, TrustloadError
 from trustload.facts import TrustAnchors
-from trustload.formats.dsse import Envelope, parse_envelope_obj
+from trustload.formats.dsse import Envelope, pae, parse_envelope_obj
 from trustload.formats.jsonstrict import loads_strict
 
 BUNDLE_MEDIA_TYPES = (
@@ -69,11 +75,20 @@ def _b64(value: Any, what: str) -> bytes:
         raise SignatureError(f"{what}: invalid base64") from None
 
 
+def verify_key_message_signature(key: PublicKey, signature: bytes, artifact_sha256: bytes) -> bool:
+    """A hashedrekord / cosign blob signature: over the artifact's SHA-256 (or its bytes' hash)."""
+    return verify_prehashed_sha256(key, signature, artifact_sha256)
+
+
+def verify_envelope_with_key(key: PublicKey, envelope: Envelope) -> bool:
+    """Some signature of the envelope verifies over PAE with ``key``."""
+    message = pae(envelope.payload_type, envelope.payload)
+    return any(verify_message(key, s.sig, message) for s in envelope.signatures)
+
+
 def _key_verify(
     keys: list[PublicKey], envelope: Envelope | None, signature: bytes | None, artifact_sha256: bytes | None
 ) -> PublicKey | None:
-    from trustload.crypto.sigstore_impl import verify_envelope_with_key, verify_key_message_signature
-
     for key in keys:
         if envelope is not None:
             if verify_envelope_with_key(key, envelope):

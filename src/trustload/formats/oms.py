@@ -65,6 +65,11 @@ def root_digest(resources: tuple[Resource, ...] | list[Resource]) -> str:
     return h.hexdigest()
 
 
+def resource_algorithm(method: str, shard_size: int | None) -> str:
+    """model-signing names shard digests ``sha256-sharded-<shard_size>``."""
+    return f"sha256-sharded-{shard_size}" if method == "shards" else "sha256"
+
+
 def build_statement(
     model_name: str, method: str, resources: list[Resource], shard_size: int | None = None
 ) -> dict[str, Any]:
@@ -78,7 +83,10 @@ def build_statement(
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "serialization": serialization,
-            "resources": [{"name": r.name, "algorithm": "sha256", "digest": r.digest} for r in ordered],
+            "resources": [
+                {"name": r.name, "algorithm": resource_algorithm(method, shard_size), "digest": r.digest}
+                for r in ordered
+            ],
         },
     }
 
@@ -110,9 +118,14 @@ def parse_manifest(statement: Statement) -> OmsManifest:
         raise FormatError(CODE, "model signature allows symlinks: refused")
     shard_size = None
     if method == "shards":
-        shard_size = ser.get("shard_size")
-        if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size <= 0:
+        raw_size = ser.get("shard_size")
+        # protobuf Struct (model-signing's writer) turns integers into floats.
+        if isinstance(raw_size, float) and raw_size.is_integer():
+            raw_size = int(raw_size)
+        if not isinstance(raw_size, int) or isinstance(raw_size, bool) or raw_size <= 0:
             raise FormatError(CODE, "model signature: bad shard_size")
+        shard_size = raw_size
+    allowed_algorithms = {"sha256", resource_algorithm(method, shard_size)}
     raw = pred.get("resources")
     if not isinstance(raw, list) or not raw or len(raw) > MAX_RESOURCES:
         raise FormatError(CODE, "model signature: resources missing or too many")
@@ -122,7 +135,7 @@ def parse_manifest(statement: Statement) -> OmsManifest:
         if not isinstance(item, dict):
             raise FormatError(CODE, "model signature: resource is not an object")
         name, alg, digest = item.get("name"), item.get("algorithm"), item.get("digest")
-        if not isinstance(name, str) or alg != "sha256" or not isinstance(digest, str):
+        if not isinstance(name, str) or alg not in allowed_algorithms or not isinstance(digest, str):
             raise FormatError(CODE, "model signature: malformed resource")
         digest = digest.lower()
         if not _HEX64.match(digest):
