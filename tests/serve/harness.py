@@ -119,9 +119,11 @@ def configure_gate(gate_toml: Path, *, refresh: float = 0.5, max_staleness: int 
     """Short refresh interval, any free port, and a staleness limit for the tests."""
     text = gate_toml.read_text()
     text = re.sub(r"(?m)^refresh_interval = .*$", f"refresh_interval = {refresh}", text)
-    text = re.sub(r'(?m)^listen = .*$', 'listen = "127.0.0.1:0"', text)
+    text = re.sub(r"(?m)^listen = .*$", 'listen = "127.0.0.1:0"', text)
     text = re.sub(
-        r'(?m)^environment = "prod"$', f'environment = "prod"\nmax_staleness = {max_staleness}', text
+        r'(?m)^environment = "prod"$',
+        f'environment = "prod"\nmax_staleness = {max_staleness}',
+        text,
     )
     gate_toml.write_text(text)
 
@@ -160,8 +162,16 @@ def run_serve(
     stderr_path = gate_toml.parent / f"serve-{uuid.uuid4().hex[:8]}.stderr"
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trustload.cli.main", "serve", "--config", str(gate_toml),
-             "--model", model],
+            [
+                sys.executable,
+                "-m",
+                "trustload.cli.main",
+                "serve",
+                "--config",
+                str(gate_toml),
+                "--model",
+                model,
+            ],
             stdout=subprocess.PIPE,
             stderr=err,
             env={**os.environ, **(env or {})},
@@ -175,7 +185,9 @@ def run_serve(
         while b"\n" not in buf:
             if proc.poll() is not None and not sel.select(timeout=0):
                 proc.wait()
-                return subprocess.CompletedProcess(proc.args, proc.returncode, buf, stderr_path.read_bytes())
+                return subprocess.CompletedProcess(
+                    proc.args, proc.returncode, buf, stderr_path.read_bytes()
+                )
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
@@ -184,7 +196,9 @@ def run_serve(
                 chunk = os.read(proc.stdout.fileno(), 4096)
                 if not chunk and proc.poll() is not None:
                     proc.wait()
-                    return subprocess.CompletedProcess(proc.args, proc.returncode, buf, stderr_path.read_bytes())
+                    return subprocess.CompletedProcess(
+                        proc.args, proc.returncode, buf, stderr_path.read_bytes()
+                    )
                 buf += chunk
     finally:
         sel.close()
@@ -216,5 +230,9 @@ def audit_events(log: Path) -> list[dict[str, Any]]:
 
 def infer(client: httpx.Client, name: str, rows: list[list[float]]) -> httpx.Response:
     flat = [v for row in rows for v in row]
-    body = {"inputs": [{"name": "x", "shape": [len(rows), len(rows[0])], "datatype": "FP32", "data": flat}]}
+    body = {
+        "inputs": [
+            {"name": "x", "shape": [len(rows), len(rows[0])], "datatype": "FP32", "data": flat}
+        ]
+    }
     return client.post(f"/v2/models/{name}/infer", json=body)
