@@ -81,6 +81,14 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+@dataclass
+class _Partial:
+    """The verified-so-far prefix of a download: its length and running hash."""
+
+    have: int
+    h: Any
+
+
 class BlobCache:
     """Content-addressed blobs under ``root/blobs/sha256``; locks under ``root/locks``."""
 
@@ -199,25 +207,26 @@ class BlobCache:
             if have > cap:
                 os.ftruncate(fd, 0)
                 have = 0
-            h = hashlib.sha256()
+            state = _Partial(have, hashlib.sha256())
             if have:
-                _hash_fd_into(h, fd, have)
+                _hash_fd_into(state.h, fd, have)
             resumed_from = have
             attempts = 1 + max(0, client.cfg.retries)
             with self._progress(label or hexdigest[:12], size, have) as advance:
                 for attempt in range(attempts):
                     try:
-                        have, h = self._stream_into(
-                            client, hexdigest, fd, have, h, size, cap, advance
-                        )
+                        self._stream_into(client, hexdigest, fd, state, cap, advance)
                         break
                     except RegistryError as exc:
+                        # Whatever half-written chunk follows the hashed prefix goes.
+                        os.ftruncate(fd, state.have)
                         if exc.code is not ReasonCode.REGISTRY_UNAVAILABLE:
                             raise
                         if attempt + 1 >= attempts:
                             keep_partial = True  # a later run resumes it with Range
                             raise
                         client.transport.backoff(attempt)
+            have, h = state.have, state.h
             if size is not None and have != size:
                 raise CacheDigestError(
                     f"registry sent {have} bytes of {label or 'blob'} {hexdigest[:16]}, "
@@ -246,52 +255,55 @@ class BlobCache:
         client: RegistryClient,
         hexdigest: str,
         fd: int,
-        have: int,
-        h: Any,
-        size: int | None,
+        state: _Partial,
         cap: int,
         advance: Any,
-    ) -> tuple[int, Any]:
-        """One GET (from ``have`` on); appends to ``fd`` while hashing. Returns (have, h)."""
+    ) -> None:
+        """One GET from ``state.have`` on; appends to ``fd`` while hashing into ``state``.
+
+        ``state`` always describes exactly the bytes on disk that were hashed, so a
+        connection that drops mid-way leaves a prefix the next attempt resumes.
+        """
         from trustload.client.transport import translate
 
-        with client.open_blob(f"sha256:{hexdigest}", offset=have) as resp:
-            if have and resp.status_code != 206:
+        with client.open_blob(f"sha256:{hexdigest}", offset=state.have) as resp:
+            if state.have and resp.status_code != 206:
                 # The server ignored Range: start over from byte 0.
                 os.ftruncate(fd, 0)
-                have, h = 0, hashlib.sha256()
-            elif have:
+                state.have, state.h = 0, hashlib.sha256()
+            elif state.have:
                 content_range = resp.headers.get("content-range", "")
-                if not content_range.startswith(f"bytes {have}-"):
+                if not content_range.startswith(f"bytes {state.have}-"):
                     raise RegistryError(
                         ReasonCode.REGISTRY_UNAVAILABLE, f"bad Content-Range {content_range!r:.80}"
                     )
             declared = resp.headers.get("content-length")
-            if declared is not None and declared.isdigit() and have + int(declared) > cap:
+            if declared is not None and declared.isdigit() and state.have + int(declared) > cap:
                 raise CacheDigestError(
-                    f"registry offers {have + int(declared)} bytes for sha256:{hexdigest[:16]}..., "
-                    f"more than the {cap} recorded/allowed"
+                    f"registry offers {state.have + int(declared)} bytes for "
+                    f"sha256:{hexdigest[:16]}..., more than the {cap} recorded/allowed"
                 )
-            os.lseek(fd, have, os.SEEK_SET)
+            os.lseek(fd, state.have, os.SEEK_SET)
+            h = state.h
             try:
                 for chunk in resp.iter_raw():
-                    if have + len(chunk) > cap:
+                    n = len(chunk)
+                    if state.have + n > cap:
                         raise CacheDigestError(
                             f"registry sent more than the {cap} bytes recorded for "
                             f"sha256:{hexdigest[:16]}..."
                         )
                     _write_all(fd, chunk)
                     h.update(chunk)
-                    have += len(chunk)
-                    advance(len(chunk))
+                    state.have += n
+                    advance(n)
             except TrustloadError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # httpx/OS errors become RegistryError
                 err = translate(exc, str(resp.url))
                 if err.code is ReasonCode.AUTH_FAILED:  # a mid-body close is not an auth failure
                     err = RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message)
                 raise err from exc
-        return have, h
 
     @contextlib.contextmanager
     def _progress(self, label: str, size: int | None, done: int) -> Iterator[Any]:

@@ -130,7 +130,9 @@ class TLSServer:
         self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.owner = self
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
