@@ -56,7 +56,7 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
         return fd
 
     if layout.kind == "file":
-        (_rel, where), = layout.files
+        ((_rel, where),) = layout.files
         fd = open_checked(where)
         try:
             size = os.fstat(fd).st_size
@@ -65,7 +65,11 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
             ranges = [(s, min(s + SHARD_SIZE, size)) for s in range(0, size, SHARD_SIZE)]
             with ThreadPoolExecutor(max_workers=min(workers(), len(ranges))) as pool:
                 digests = list(pool.map(lambda r: sha256_fd(fd, r[0], r[1]), ranges))
-            return "shards", [Resource(".", s, e, d) for (s, e), d in zip(ranges, digests, strict=True)], SHARD_SIZE
+            return (
+                "shards",
+                [Resource(".", s, e, d) for (s, e), d in zip(ranges, digests, strict=True)],
+                SHARD_SIZE,
+            )
         finally:
             os.close(fd)
 
@@ -83,7 +87,9 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
         return "files", list(pool.map(one, layout.files)), None
 
 
-def sign_layout_bundle(layout: ModelLayout, key_path: Path, *, password: bytes | None = None) -> bytes:
+def sign_layout_bundle(
+    layout: ModelLayout, key_path: Path, *, password: bytes | None = None
+) -> bytes:
     """Sign a model layout; return the model-signing v1.0 bundle bytes."""
     key = load_private_key(key_path, password)
     method, resources, shard_size = _hash_resources(layout)
@@ -91,7 +97,10 @@ def sign_layout_bundle(layout: ModelLayout, key_path: Path, *, password: bytes |
     payload = json.dumps(statement, indent=2).encode("utf-8")
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": model_signing_hint(key.public_key())}, "tlogEntries": []},
+        "verificationMaterial": {
+            "publicKey": {"hint": model_signing_hint(key.public_key())},
+            "tlogEntries": [],
+        },
         "dsseEnvelope": _dsse_envelope(key, payload),
     }
     return json.dumps(bundle).encode("utf-8")
@@ -115,7 +124,9 @@ def _refuse_inside(model: Path, out: Path) -> None:
         raise UsageError(f"refusing to write the signature inside the model directory: {out}")
 
 
-def sign_model(path: Path, key_path: Path, out: Path | None = None, *, password: bytes | None = None) -> Path:
+def sign_model(
+    path: Path, key_path: Path, out: Path | None = None, *, password: bytes | None = None
+) -> Path:
     """Sign a model file or directory; symlinks and special files are refused."""
     path = Path(path)
     layout = ModelLayout.from_path(path)
@@ -142,7 +153,11 @@ def attest_bytes(
     hexpart = sha256_hex_of(artifact_digest) if artifact_digest.startswith("sha256:") else None
     if hexpart is None:
         raise UsageError(f"artifact digest must be sha256:<64 hex>, got {artifact_digest!r:.80}")
-    for name, value in (("git-sha", git_sha), ("container-digest", container_digest), ("dataset-snapshot", dataset_snapshot)):
+    for name, value in (
+        ("git-sha", git_sha),
+        ("container-digest", container_digest),
+        ("dataset-snapshot", dataset_snapshot),
+    ):
         if not isinstance(value, str) or not value.strip() or len(value) > 1024:
             raise UsageError(f"--{name} must be a non-empty string")
     for name, moment in (("not-before", not_before), ("not-after", not_after)):

@@ -19,7 +19,9 @@ from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
 NOW = datetime.now(UTC)
 
 
-def envelope_json(key: PrivateKey, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> dict[str, Any]:
+def envelope_json(
+    key: PrivateKey, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD_TYPE
+) -> dict[str, Any]:
     sig = sign_message(key, pae(payload_type, payload))
     return {
         "payload": base64.b64encode(payload).decode(),
@@ -34,7 +36,9 @@ def load_key(path: Path) -> PrivateKey:
     return key
 
 
-def make_ca(tmp: Path, name: str = "test-root") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_ca(
+    tmp: Path, name: str = "test-root"
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
@@ -47,7 +51,8 @@ def make_ca(tmp: Path, name: str = "test-root") -> tuple[ec.EllipticCurvePrivate
         .not_valid_after(NOW + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
@@ -74,7 +79,8 @@ def make_leaf(
         .not_valid_after(not_after or NOW + timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
         .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -86,7 +92,9 @@ def make_leaf(
     return key, cert
 
 
-def cert_bundle(leaf_key: PrivateKey, chain: list[x509.Certificate], statement: dict[str, Any]) -> bytes:
+def cert_bundle(
+    leaf_key: PrivateKey, chain: list[x509.Certificate], statement: dict[str, Any]
+) -> bytes:
     payload = json.dumps(statement).encode()
     return json.dumps(
         {
@@ -94,7 +102,11 @@ def cert_bundle(leaf_key: PrivateKey, chain: list[x509.Certificate], statement: 
             "verificationMaterial": {
                 "x509CertificateChain": {
                     "certificates": [
-                        {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
+                        {
+                            "rawBytes": base64.b64encode(
+                                c.public_bytes(serialization.Encoding.DER)
+                            ).decode()
+                        }
                         for c in chain
                     ]
                 },

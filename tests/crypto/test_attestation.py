@@ -26,17 +26,29 @@ EXPECT = Expectations(git_sha=GIT, container_digest=CONTAINER, dataset_snapshot=
 
 def make(key: Path, digest: str, **kw: Any) -> bytes:
     args: dict[str, Any] = {
-        "subject_name": "resnet", "artifact_digest": digest, "key_path": key, "git_sha": GIT,
-        "container_digest": CONTAINER, "dataset_snapshot": DATASET,
-        "not_before": NOW - timedelta(days=1), "not_after": NOW + timedelta(days=30),
+        "subject_name": "resnet",
+        "artifact_digest": digest,
+        "key_path": key,
+        "git_sha": GIT,
+        "container_digest": CONTAINER,
+        "dataset_snapshot": DATASET,
+        "not_before": NOW - timedelta(days=1),
+        "not_after": NOW + timedelta(days=30),
     }
     args.update(kw)
     return attest_bytes(**args)
 
 
-def run(env: bytes | None, pub: Path, digest: str, expect: Expectations = EXPECT, now: Any = NOW) -> tuple[dict[str, CheckResult], Any]:
+def run(
+    env: bytes | None, pub: Path, digest: str, expect: Expectations = EXPECT, now: Any = NOW
+) -> tuple[dict[str, CheckResult], Any]:
     results, facts = check_attestation(
-        env, TrustAnchors(public_keys=(pub.read_bytes(),)), artifact_digest=digest, expect=expect, now=now, clock_skew=SKEW
+        env,
+        TrustAnchors(public_keys=(pub.read_bytes(),)),
+        artifact_digest=digest,
+        expect=expect,
+        now=now,
+        clock_skew=SKEW,
     )
     return {r.name: r for r in results}, facts
 
@@ -47,13 +59,29 @@ def codes(results: dict[str, CheckResult]) -> set[ReasonCode]:
 
 def test_round_trip_and_facts(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
     key, pub = keypair
-    out = attest(model_dir, key, git_sha=GIT, container_digest=CONTAINER, dataset_snapshot=DATASET,
-                 not_after=NOW + timedelta(days=1), out=tmp_path / "att.json")
+    out = attest(
+        model_dir,
+        key,
+        git_sha=GIT,
+        container_digest=CONTAINER,
+        dataset_snapshot=DATASET,
+        not_after=NOW + timedelta(days=1),
+        out=tmp_path / "att.json",
+    )
     digest = measure(model_dir).digest
     results, facts = run(out.read_bytes(), pub, digest)
-    assert set(results) == {"attestation", "attestation_subject", "attestation_coherence", "attestation_validity"}
+    assert set(results) == {
+        "attestation",
+        "attestation_subject",
+        "attestation_coherence",
+        "attestation_validity",
+    }
     assert all(r.ok for r in results.values()), results
-    assert facts.git_sha == GIT and facts.container_digest == CONTAINER and facts.dataset_snapshot == DATASET
+    assert (
+        facts.git_sha == GIT
+        and facts.container_digest == CONTAINER
+        and facts.dataset_snapshot == DATASET
+    )
     assert facts.predicate_type == "https://slsa.dev/provenance/v1"
     assert facts.subjects == (("resnet", digest),)
     assert facts.not_after is not None and facts.not_before is None
@@ -84,12 +112,16 @@ def test_subject_mismatch_only(keypair: tuple[Path, Path]) -> None:
 def test_each_coherence_field(keypair: tuple[Path, Path], field: str) -> None:
     key, pub = keypair
     digest = "sha256:" + "a" * 64
-    expect = Expectations(**{**EXPECT.__dict__, field: "sha256:" + "d" * 64 if field != "git_sha" else "f" * 40})
+    expect = Expectations(
+        **{**EXPECT.__dict__, field: "sha256:" + "d" * 64 if field != "git_sha" else "f" * 40}
+    )
     results, _ = run(make(key, digest), pub, digest, expect=expect)
     assert codes(results) == {ReasonCode.ATTESTATION_MISMATCH}
     assert field in results["attestation_coherence"].detail
     # A None expectation is not checked.
-    results, _ = run(make(key, digest), pub, digest, expect=Expectations(**{**EXPECT.__dict__, field: None}))
+    results, _ = run(
+        make(key, digest), pub, digest, expect=Expectations(**{**EXPECT.__dict__, field: None})
+    )
     assert not codes(results)
 
 
@@ -104,15 +136,23 @@ def test_container_digest_forms_agree(keypair: tuple[Path, Path]) -> None:
 def test_validity_window_with_skew(keypair: tuple[Path, Path]) -> None:
     key, pub = keypair
     digest = "sha256:" + "a" * 64
-    expired = make(key, digest, not_before=NOW - timedelta(days=10), not_after=NOW - timedelta(minutes=5))
+    expired = make(
+        key, digest, not_before=NOW - timedelta(days=10), not_after=NOW - timedelta(minutes=5)
+    )
     results, _ = run(expired, pub, digest)
     assert codes(results) == {ReasonCode.ATTESTATION_EXPIRED}
-    future = make(key, digest, not_before=NOW + timedelta(hours=1), not_after=NOW + timedelta(days=1))
+    future = make(
+        key, digest, not_before=NOW + timedelta(hours=1), not_after=NOW + timedelta(days=1)
+    )
     assert codes(run(future, pub, digest)[0]) == {ReasonCode.ATTESTATION_EXPIRED}
     # Inside the skew leeway: accepted.
-    just = make(key, digest, not_before=NOW - timedelta(days=1), not_after=NOW - timedelta(minutes=1))
+    just = make(
+        key, digest, not_before=NOW - timedelta(days=1), not_after=NOW - timedelta(minutes=1)
+    )
     assert not codes(run(just, pub, digest)[0])
-    soon = make(key, digest, not_before=NOW + timedelta(minutes=1), not_after=NOW + timedelta(days=1))
+    soon = make(
+        key, digest, not_before=NOW + timedelta(minutes=1), not_after=NOW + timedelta(days=1)
+    )
     assert not codes(run(soon, pub, digest)[0])
     # Unbounded window: never expires.
     assert not codes(run(make(key, digest, not_before=None, not_after=None), pub, digest)[0])
@@ -120,14 +160,23 @@ def test_validity_window_with_skew(keypair: tuple[Path, Path]) -> None:
 
 def test_every_failing_code_reported(keypair: tuple[Path, Path]) -> None:
     key, pub = keypair
-    env = make(key, "sha256:" + "a" * 64, not_after=NOW - timedelta(days=1), not_before=NOW - timedelta(days=2))
+    env = make(
+        key,
+        "sha256:" + "a" * 64,
+        not_after=NOW - timedelta(days=1),
+        not_before=NOW - timedelta(days=2),
+    )
     results, _ = run(env, pub, "sha256:" + "b" * 64, expect=Expectations(git_sha="e" * 40))
     assert codes(results) == {
-        ReasonCode.ATTESTATION_SUBJECT_MISMATCH, ReasonCode.ATTESTATION_MISMATCH, ReasonCode.ATTESTATION_EXPIRED,
+        ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
+        ReasonCode.ATTESTATION_MISMATCH,
+        ReasonCode.ATTESTATION_EXPIRED,
     }
 
 
-def test_wrong_key_and_tampered_payload(keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]) -> None:
+def test_wrong_key_and_tampered_payload(
+    keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
     key, pub = keypair
     digest = "sha256:" + "a" * 64
     env = make(key, digest)
@@ -137,11 +186,13 @@ def test_wrong_key_and_tampered_payload(keypair: tuple[Path, Path], other_keypai
     st = json.loads(base64.b64decode(doc["payload"]))
     st["subject"][0]["digest"]["sha256"] = "b" * 64
     doc["payload"] = base64.b64encode(json.dumps(st).encode()).decode()
-    assert codes(run(json.dumps(doc).encode(), pub, "sha256:" + "b" * 64)[0]) == {ReasonCode.ATTESTATION_INVALID}
+    assert codes(run(json.dumps(doc).encode(), pub, "sha256:" + "b" * 64)[0]) == {
+        ReasonCode.ATTESTATION_INVALID
+    }
 
 
 def test_statement_shown_beside_payload_is_ignored(keypair: tuple[Path, Path]) -> None:
-    """A bundle carrying a decoded 'statement' next to the DSSE payload: only the signed bytes count."""
+    """A decoded 'statement' shown next to the DSSE payload: only the signed bytes count."""
     key, pub = keypair
     env = json.loads(make(key, "sha256:" + "a" * 64))
     st = json.loads(base64.b64decode(env["payload"]))
@@ -167,15 +218,18 @@ def test_signed_but_malformed_statements(keypair: tuple[Path, Path]) -> None:
     k = load_key(key)
     good = base64.b64decode(json.loads(make(key, "sha256:" + "a" * 64))["payload"])
     bad_payloads = {
-        "duplicate-key": good.replace(b'"_type"', b'"_type": "https://in-toto.io/Statement/v1", "_type"', 1),
+        "duplicate-key": good.replace(
+            b'"_type"', b'"_type": "https://in-toto.io/Statement/v1", "_type"', 1
+        ),
         "not-json": b"\x00\x01garbage",
         "non-utf8": b'{"_type": "\xff"}',
         "wrong-type": good.replace(b"Statement/v1", b"Statement/v9"),
-        "no-subject-list": b'{"_type": "https://in-toto.io/Statement/v1", "subject": {}, "predicateType": "x"}',
+        "no-subject-list": b'{"_type": "https://in-toto.io/Statement/v1", "subject": {}, '
+        b'"predicateType": "x"}',
         "bad-digest": good.replace(b'"sha256": "' + b"a" * 64, b'"sha256": "' + b"z" * 64),
         "bad-time": good.replace(b'"notAfter": "', b'"notAfter": "yesterday', 1),
-        "nested": b'{"_type": "https://in-toto.io/Statement/v1", "subject": [], "predicateType": "x", "predicate": '
-        + b'{"a":' * 200 + b"1" + b"}" * 201,
+        "nested": b'{"_type": "https://in-toto.io/Statement/v1", "subject": [], '
+        b'"predicateType": "x", "predicate": ' + b'{"a":' * 200 + b"1" + b"}" * 201,
     }
     for name, payload in bad_payloads.items():
         env = json.dumps(envelope_json(k, payload)).encode()
@@ -186,8 +240,16 @@ def test_signed_but_malformed_statements(keypair: tuple[Path, Path]) -> None:
 
 def test_hostile_envelopes(keypair: tuple[Path, Path]) -> None:
     pub = keypair[1]
-    for env in (b"garbage", b"{", b"[]", b'{"payloadType": 1}', b"\xff\xfe", b"[" * 50_000, b'{"a":1,"a":2}',
-                b'{"payload": "", "payloadType": "application/vnd.in-toto+json", "signatures": []}'):
+    for env in (
+        b"garbage",
+        b"{",
+        b"[]",
+        b'{"payloadType": 1}',
+        b"\xff\xfe",
+        b"[" * 50_000,
+        b'{"a":1,"a":2}',
+        b'{"payload": "", "payloadType": "application/vnd.in-toto+json", "signatures": []}',
+    ):
         results, facts = run(env, pub, "sha256:" + "a" * 64)
         assert codes(results) == {ReasonCode.ATTESTATION_INVALID} and facts is None
 
@@ -200,7 +262,12 @@ def test_slsa_v02_from_jq_example(keypair: tuple[Path, Path]) -> None:
         "subject": [{"name": "model.onnx", "digest": {"sha256": "a" * 64}}],
         "predicate": {
             "builder": {"id": "https://ci.example/builder"},
-            "invocation": {"configSource": {"uri": "git+https://git.example/ml/model", "digest": {"gitSha": GIT}}},
+            "invocation": {
+                "configSource": {
+                    "uri": "git+https://git.example/ml/model",
+                    "digest": {"gitSha": GIT},
+                }
+            },
             "materials": [
                 {"uri": "oci://registry.local/serving", "digest": {"sha256": "c" * 64}},
                 {"uri": "dataset://imagenet", "digest": {"sha256": "d" * 64}},
@@ -208,12 +275,18 @@ def test_slsa_v02_from_jq_example(keypair: tuple[Path, Path]) -> None:
         },
     }
     env = json.dumps(envelope_json(load_key(key), json.dumps(st).encode())).encode()
-    expect = Expectations(git_sha=GIT, container_digest=CONTAINER, dataset_snapshot="sha256:" + "d" * 64)
+    expect = Expectations(
+        git_sha=GIT, container_digest=CONTAINER, dataset_snapshot="sha256:" + "d" * 64
+    )
     results, facts = run(env, pub, "sha256:" + "a" * 64, expect=expect)
     assert not codes(results), results
     assert facts.git_sha == GIT and facts.container_digest == CONTAINER
-    bad = Expectations(git_sha=GIT, container_digest=CONTAINER, dataset_snapshot="sha256:" + "e" * 64)
-    assert codes(run(env, pub, "sha256:" + "a" * 64, expect=bad)[0]) == {ReasonCode.ATTESTATION_MISMATCH}
+    bad = Expectations(
+        git_sha=GIT, container_digest=CONTAINER, dataset_snapshot="sha256:" + "e" * 64
+    )
+    assert codes(run(env, pub, "sha256:" + "a" * 64, expect=bad)[0]) == {
+        ReasonCode.ATTESTATION_MISMATCH
+    }
 
 
 def test_attestation_in_sigstore_bundle_with_key(keypair: tuple[Path, Path]) -> None:

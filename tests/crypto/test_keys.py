@@ -49,7 +49,12 @@ def test_password_given_for_plain_key(tmp_path: Path) -> None:
 
 
 def test_garbage_key_files(tmp_path: Path) -> None:
-    for content in (b"", b"not a key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", b"\xff" * 100):
+    for content in (
+        b"",
+        b"not a key",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        b"\xff" * 100,
+    ):
         p = tmp_path / "bad.key"
         p.write_bytes(content)
         with pytest.raises(UsageError):
@@ -81,7 +86,11 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     full_env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_KEY_PASSWORD"}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args], capture_output=True, text=True, env=full_env, timeout=120
+        [sys.executable, "-m", "trustload.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
     )
 
 
@@ -91,9 +100,17 @@ def test_cli_keys_and_sign_exit_codes(tmp_path: Path) -> None:
     assert b"ENCRYPTED" in (tmp_path / "enc.key").read_bytes()
     model = tmp_path / "m.bin"
     model.write_bytes(b"weights")
-    r = _cli("sign", str(model), "--key", str(tmp_path / "enc.key"), env={"TRUSTLOAD_KEY_PASSWORD": "bad"})
+    r = _cli(
+        "sign",
+        str(model),
+        "--key",
+        str(tmp_path / "enc.key"),
+        env={"TRUSTLOAD_KEY_PASSWORD": "bad"},
+    )
     assert r.returncode == 2 and "wrong password" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("sign", str(model), "--key", str(tmp_path / "enc.key"), env={"TRUSTLOAD_KEY_PASSWORD": "pw"})
+    r = _cli(
+        "sign", str(model), "--key", str(tmp_path / "enc.key"), env={"TRUSTLOAD_KEY_PASSWORD": "pw"}
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.bin.sig").is_file()
     r = _cli("keys", "generate", str(tmp_path / "enc"))

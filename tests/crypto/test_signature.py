@@ -27,7 +27,9 @@ def anchors_for(pub: Path) -> TrustAnchors:
     return TrustAnchors(public_keys=(pub.read_bytes(),))
 
 
-def verify(model: Path, sig: Path | bytes | None, pub: Path, **kw: object) -> tuple[bool, ReasonCode | None, str]:
+def verify(
+    model: Path, sig: Path | bytes | None, pub: Path, **kw: object
+) -> tuple[bool, ReasonCode | None, str]:
     data = sig.read_bytes() if isinstance(sig, Path) else sig
     out = check_model_signature(ModelLayout.from_path(model), data, anchors_for(pub), now=NOW)
     assert out.result.name == "signature"
@@ -38,7 +40,9 @@ def test_directory_round_trip(model_dir: Path, keypair: tuple[Path, Path]) -> No
     key, pub = keypair
     sig = sign_model(model_dir, key)
     assert sig == model_dir.parent / "resnet.sig"
-    out = check_model_signature(ModelLayout.from_path(model_dir), sig.read_bytes(), anchors_for(pub), now=NOW)
+    out = check_model_signature(
+        ModelLayout.from_path(model_dir), sig.read_bytes(), anchors_for(pub), now=NOW
+    )
     assert out.result.ok, out.result.detail
     assert out.signer is not None and out.signer.startswith("sha256:")
     assert out.files is not None
@@ -50,10 +54,15 @@ def test_file_round_trip(model_file: Path, keypair: tuple[Path, Path]) -> None:
     key, pub = keypair
     sig = sign_model(model_file, key)
     assert sig == model_file.with_name("model.safetensors.sig")
-    statement = json.loads(base64.b64decode(json.loads(sig.read_bytes())["dsseEnvelope"]["payload"]))
+    statement = json.loads(
+        base64.b64decode(json.loads(sig.read_bytes())["dsseEnvelope"]["payload"])
+    )
     assert statement["predicateType"] == "https://model_signing/signature/v1.0"
     assert [r["name"] for r in statement["predicate"]["resources"]] == ["."]
-    assert statement["predicate"]["resources"][0]["digest"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert (
+        statement["predicate"]["resources"][0]["digest"]
+        == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    )
     assert verify(model_file, sig, pub)[0]
 
 
@@ -84,7 +93,9 @@ def test_one_byte_change_anywhere_in_directory(model_dir: Path, keypair: tuple[P
     assert verify(model_dir, sig, pub)[0]
 
 
-def test_one_byte_change_in_file_and_truncation(model_file: Path, keypair: tuple[Path, Path]) -> None:
+def test_one_byte_change_in_file_and_truncation(
+    model_file: Path, keypair: tuple[Path, Path]
+) -> None:
     key, pub = keypair
     sig = sign_model(model_file, key)
     original = model_file.read_bytes()
@@ -123,7 +134,9 @@ def test_empty_file_added(model_dir: Path, keypair: tuple[Path, Path]) -> None:
     assert verify(model_dir, sig, pub)[1] == ReasonCode.SIGNATURE_INVALID
 
 
-def test_wrong_key(model_dir: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]) -> None:
+def test_wrong_key(
+    model_dir: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
     key, _pub = keypair
     _okey, opub = other_keypair
     sig = sign_model(model_dir, key)
@@ -147,7 +160,9 @@ def test_missing_signature(model_dir: Path, keypair: tuple[Path, Path]) -> None:
         assert not ok and code == ReasonCode.SIGNATURE_MISSING
 
 
-def test_signature_swapped_between_models(model_dir: Path, model_file: Path, keypair: tuple[Path, Path]) -> None:
+def test_signature_swapped_between_models(
+    model_dir: Path, model_file: Path, keypair: tuple[Path, Path]
+) -> None:
     key, pub = keypair
     dsig = sign_model(model_dir, key)
     fsig = sign_model(model_file, key)
@@ -172,7 +187,9 @@ def _bundle_variants(good: bytes) -> dict[str, bytes]:
         "huge-int": b'{"a": ' + b"9" * 5000 + b"}",
     }
     # A payload with a duplicate key, correctly signed: the signed bytes are ambiguous.
-    dup = payload.replace(b'"predicateType"', b'"predicateType": "https://evil", "predicateType"', 1)
+    dup = payload.replace(
+        b'"predicateType"', b'"predicateType": "https://evil", "predicateType"', 1
+    )
     doc2 = json.loads(good)
     doc2["dsseEnvelope"]["payload"] = base64.b64encode(dup).decode()
     variants["payload-duplicate-key-unsigned"] = json.dumps(doc2).encode()
@@ -188,7 +205,9 @@ def _bundle_variants(good: bytes) -> dict[str, bytes]:
     return variants
 
 
-def test_hostile_bundles_are_denied_never_raise(model_dir: Path, keypair: tuple[Path, Path]) -> None:
+def test_hostile_bundles_are_denied_never_raise(
+    model_dir: Path, keypair: tuple[Path, Path]
+) -> None:
     key, pub = keypair
     good = sign_model(model_dir, key).read_bytes()
     for name, data in _bundle_variants(good).items():
@@ -197,14 +216,18 @@ def test_hostile_bundles_are_denied_never_raise(model_dir: Path, keypair: tuple[
         assert code == ReasonCode.SIGNATURE_INVALID, (name, code, detail)
 
 
-def test_signed_payload_with_duplicate_keys_is_refused(model_dir: Path, keypair: tuple[Path, Path]) -> None:
+def test_signed_payload_with_duplicate_keys_is_refused(
+    model_dir: Path, keypair: tuple[Path, Path]
+) -> None:
     """Even correctly signed, a payload with duplicate keys is refused (parser confusion)."""
     from tests.crypto.helpers import envelope_json, load_key
 
     key, pub = keypair
     good = json.loads(sign_model(model_dir, key).read_bytes())
     payload = base64.b64decode(good["dsseEnvelope"]["payload"])
-    dup = payload.replace(b'"predicateType"', b'"predicateType": "https://evil", "predicateType"', 1)
+    dup = payload.replace(
+        b'"predicateType"', b'"predicateType": "https://evil", "predicateType"', 1
+    )
     good["dsseEnvelope"] = envelope_json(load_key(key), dup)
     ok, code, detail = verify(model_dir, json.dumps(good).encode(), pub)
     assert not ok and code == ReasonCode.SIGNATURE_INVALID and "duplicate" in detail
@@ -227,7 +250,9 @@ def test_symlinks_and_special_files_refused(tmp_path: Path, keypair: tuple[Path,
         sign_model(d, key, out=d / "inside.sig")
 
 
-def test_shard_mode_for_large_files(model_file: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shard_mode_for_large_files(
+    model_file: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import trustload.signing as signing
 
     key, pub = keypair
@@ -237,8 +262,15 @@ def test_shard_mode_for_large_files(model_file: Path, keypair: tuple[Path, Path]
     sig = sign_model(model_file, key)
     st = json.loads(base64.b64decode(json.loads(sig.read_bytes())["dsseEnvelope"]["payload"]))
     assert st["predicate"]["serialization"]["method"] == "shards"
-    assert [r["name"] for r in st["predicate"]["resources"]] == [".:0:3000", ".:3000:6000", ".:6000:9000", ".:9000:10000"]
-    out = check_model_signature(ModelLayout.from_path(model_file), sig.read_bytes(), anchors_for(pub), now=NOW)
+    assert [r["name"] for r in st["predicate"]["resources"]] == [
+        ".:0:3000",
+        ".:3000:6000",
+        ".:6000:9000",
+        ".:9000:10000",
+    ]
+    out = check_model_signature(
+        ModelLayout.from_path(model_file), sig.read_bytes(), anchors_for(pub), now=NOW
+    )
     assert out.result.ok and out.files is None
     data = bytearray(model_file.read_bytes())
     data[9999] ^= 1
@@ -267,22 +299,36 @@ def test_other_key_types(model_dir: Path, tmp_path: Path, kind: str) -> None:
         priv = ec.generate_private_key(ec.SECP384R1())
     key = tmp_path / f"{kind}.key"
     pub = tmp_path / f"{kind}.pub"
-    key.write_bytes(priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    pub.write_bytes(priv.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    key.write_bytes(
+        priv.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        priv.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     data = sign_layout_bundle(ModelLayout.from_path(model_dir), key)
     assert verify(model_dir, data, pub)[0]
     (model_dir / "config.json").write_text("{}")
     assert verify(model_dir, data, pub)[1] == ReasonCode.SIGNATURE_INVALID
 
 
-def test_cosign_detached_blob_signature(model_file: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]) -> None:
+def test_cosign_detached_blob_signature(
+    model_file: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
     """cosign sign-blob output: base64 ECDSA-P256 over SHA-256(file), verified with cosign.pub."""
     from tests.crypto.helpers import load_key
 
     key, pub = keypair
     digest = hashlib.sha256(model_file.read_bytes()).digest()
     sig = base64.b64encode(load_key(key).sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
-    out = check_model_signature(ModelLayout.from_path(model_file), sig + b"\n", anchors_for(pub), now=NOW)
+    out = check_model_signature(
+        ModelLayout.from_path(model_file), sig + b"\n", anchors_for(pub), now=NOW
+    )
     assert out.result.ok and out.files is not None and out.files[0].sha256 == digest.hex()
     assert verify(model_file, sig, other_keypair[1])[1] == ReasonCode.SIGNATURE_INVALID
     model_file.write_bytes(b"changed")
@@ -290,7 +336,9 @@ def test_cosign_detached_blob_signature(model_file: Path, keypair: tuple[Path, P
     assert verify(model_file, b"@@notbase64@@", pub)[1] == ReasonCode.SIGNATURE_INVALID
 
 
-def test_model_signing_signs_trustload_verifies(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_model_signing_signs_trustload_verifies(
+    model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
     from model_signing import signing as ms_signing
 
     key, pub = keypair
@@ -302,7 +350,9 @@ def test_model_signing_signs_trustload_verifies(model_dir: Path, keypair: tuple[
     assert verify(model_dir, sig, pub)[1] == ReasonCode.SIGNATURE_INVALID
 
 
-def test_model_signing_single_file_signature(model_file: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_model_signing_single_file_signature(
+    model_file: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
     from model_signing import signing as ms_signing
 
     key, pub = keypair
@@ -311,7 +361,9 @@ def test_model_signing_single_file_signature(model_file: Path, keypair: tuple[Pa
     assert verify(model_file, sig, pub)[0]
 
 
-def test_trustload_signs_model_signing_verifies(model_dir: Path, model_file: Path, keypair: tuple[Path, Path]) -> None:
+def test_trustload_signs_model_signing_verifies(
+    model_dir: Path, model_file: Path, keypair: tuple[Path, Path]
+) -> None:
     from model_signing import verifying
 
     key, pub = keypair
@@ -320,4 +372,6 @@ def test_trustload_signs_model_signing_verifies(model_dir: Path, model_file: Pat
         verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(model, sig)
     (model_dir / "config.json").write_text("tampered")
     with pytest.raises(ValueError):
-        verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(model_dir, default_signature_path(model_dir))
+        verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
+            model_dir, default_signature_path(model_dir)
+        )

@@ -60,13 +60,17 @@ EXPECTED_CODE: dict[str, ReasonCode] = {
     "conformance/wrong-material_fail": ReasonCode.SIGNATURE_INVALID,
     "conformance/managed-key-wrong-key_fail": ReasonCode.SIGNATURE_INVALID,
     "conformance/managed-key-no-key_fail": ReasonCode.SIGNATURE_INVALID,
-    "slsa-verifier/gha_generic/v2.1.0/workflow_dispatch-wrong-source": ReasonCode.ATTESTATION_MISMATCH,
+    "slsa-verifier/gha_generic/v2.1.0/workflow_dispatch-wrong-source": (
+        ReasonCode.ATTESTATION_MISMATCH
+    ),
 }
 
 
 def _anchors(case: dict[str, Any]) -> TrustAnchors:
     return TrustAnchors(
-        public_keys=tuple([(INTEROP / case["public_key"]).read_bytes()] if case["public_key"] else []),
+        public_keys=tuple(
+            [(INTEROP / case["public_key"]).read_bytes()] if case["public_key"] else []
+        ),
         certificate_identity=case["identity"],
         certificate_oidc_issuer=case["issuer"],
         trusted_root=(INTEROP / case["trusted_root"]) if case["trusted_root"] else None,
@@ -95,8 +99,12 @@ def _run(case: dict[str, Any]) -> tuple[bool, ReasonCode | None, str]:
     is_dsse = b'"dsseEnvelope"' in bundle or case["bundle_format"] == "dsse-envelope"
     if is_dsse:
         results, facts = check_attestation(
-            bundle, anchors, artifact_digest=_artifact_digest(case), expect=Expectations(),
-            now=NOW, clock_skew=timedelta(minutes=5),
+            bundle,
+            anchors,
+            artifact_digest=_artifact_digest(case),
+            expect=Expectations(),
+            now=NOW,
+            clock_skew=timedelta(minutes=5),
         )
         failed = [r for r in results if not r.ok]
         if failed:
@@ -107,7 +115,8 @@ def _run(case: dict[str, Any]) -> tuple[bool, ReasonCode | None, str]:
         if case.get("slsa_policy"):
             _st, prov, _signer = verify_statement(bundle, anchors, now=NOW)
             problems = check_slsa_policy(
-                prov, source_uri=case["slsa_policy"].get("source_uri"),
+                prov,
+                source_uri=case["slsa_policy"].get("source_uri"),
                 builder_id=case["slsa_policy"].get("builder_id"),
             )
             if problems:

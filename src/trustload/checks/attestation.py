@@ -67,7 +67,9 @@ def verify_statement(
     if verified.envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise AttestationError(f"wrong payloadType {verified.envelope.payload_type!r:.80}")
     statement = parse_statement(verified.envelope.payload, code=ReasonCode.ATTESTATION_INVALID)
-    facts = extract_facts(statement.predicate_type, statement.predicate, code=ReasonCode.ATTESTATION_INVALID)
+    facts = extract_facts(
+        statement.predicate_type, statement.predicate, code=ReasonCode.ATTESTATION_INVALID
+    )
     return statement, facts, verified.signer
 
 
@@ -86,13 +88,26 @@ def check_attestation(
     try:
         statement, prov, signer = verify_statement(envelope, anchors, now=now)
     except TrustloadError as exc:
-        code = exc.code if exc.code in (ReasonCode.ATTESTATION_INVALID, ReasonCode.TRANSPARENCY_UNAVAILABLE) else ReasonCode.ATTESTATION_INVALID
+        code = (
+            exc.code
+            if exc.code in (ReasonCode.ATTESTATION_INVALID, ReasonCode.TRANSPARENCY_UNAVAILABLE)
+            else ReasonCode.ATTESTATION_INVALID
+        )
         return [CheckResult.failed(CHECK, code, exc.message[:500], _ms(start))], None
-    except Exception as exc:  # noqa: BLE001 - fail closed
-        return [CheckResult.failed(CHECK, ReasonCode.ATTESTATION_INVALID, f"{type(exc).__name__}: {exc}"[:500], _ms(start))], None
+    except Exception as exc:
+        return [
+            CheckResult.failed(
+                CHECK,
+                ReasonCode.ATTESTATION_INVALID,
+                f"{type(exc).__name__}: {exc}"[:500],
+                _ms(start),
+            )
+        ], None
     facts = AttestationFacts(
         predicate_type=statement.predicate_type,
-        subjects=tuple((s.name, f"{alg}:{val}") for s in statement.subjects for alg, val in s.digest),
+        subjects=tuple(
+            (s.name, f"{alg}:{val}") for s in statement.subjects for alg, val in s.digest
+        ),
         git_sha=prov.git_sha,
         container_digest=prov.container_digest,
         dataset_snapshot=prov.dataset_snapshot,
@@ -100,7 +115,9 @@ def check_attestation(
         not_after=prov.not_after,
         signer=signer,
     )
-    results = [CheckResult.passed(CHECK, f"{statement.predicate_type} signed by {signer}", _ms(start))]
+    results = [
+        CheckResult.passed(CHECK, f"{statement.predicate_type} signed by {signer}", _ms(start))
+    ]
 
     t = time.perf_counter()
     if subject_matches(statement, artifact_digest):
@@ -109,8 +126,10 @@ def check_attestation(
         names = [f"{n}={d}" for n, d in facts.subjects][:4]
         results.append(
             CheckResult.failed(
-                SUBJECT, ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
-                f"no subject carries {artifact_digest}; subjects: {names}"[:500], _ms(t),
+                SUBJECT,
+                ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
+                f"no subject carries {artifact_digest}; subjects: {names}"[:500],
+                _ms(t),
             )
         )
 
@@ -118,23 +137,49 @@ def check_attestation(
     problems: list[str] = []
     if expect.git_sha is not None and not git_matches(expect.git_sha, prov.git_candidates):
         problems.append(f"git_sha {prov.git_sha!r} != expected {expect.git_sha!r}")
-    if expect.container_digest is not None and not value_matches(expect.container_digest, prov.container_candidates):
-        problems.append(f"container_digest {prov.container_digest!r} != expected {expect.container_digest!r}")
-    if expect.dataset_snapshot is not None and not value_matches(expect.dataset_snapshot, prov.dataset_candidates):
-        problems.append(f"dataset_snapshot {prov.dataset_snapshot!r} != expected {expect.dataset_snapshot!r}")
+    if expect.container_digest is not None and not value_matches(
+        expect.container_digest, prov.container_candidates
+    ):
+        problems.append(
+            f"container_digest {prov.container_digest!r} != expected {expect.container_digest!r}"
+        )
+    if expect.dataset_snapshot is not None and not value_matches(
+        expect.dataset_snapshot, prov.dataset_candidates
+    ):
+        problems.append(
+            f"dataset_snapshot {prov.dataset_snapshot!r} != expected {expect.dataset_snapshot!r}"
+        )
     if problems:
-        results.append(CheckResult.failed(COHERENCE, ReasonCode.ATTESTATION_MISMATCH, "; ".join(problems)[:500], _ms(t)))
+        results.append(
+            CheckResult.failed(
+                COHERENCE, ReasonCode.ATTESTATION_MISMATCH, "; ".join(problems)[:500], _ms(t)
+            )
+        )
     else:
-        results.append(CheckResult.passed(COHERENCE, "git_sha, container_digest, dataset_snapshot coherent", _ms(t)))
+        results.append(
+            CheckResult.passed(
+                COHERENCE, "git_sha, container_digest, dataset_snapshot coherent", _ms(t)
+            )
+        )
 
     t = time.perf_counter()
     if prov.not_before is not None and now < prov.not_before - clock_skew:
         results.append(
-            CheckResult.failed(VALIDITY, ReasonCode.ATTESTATION_EXPIRED, f"not valid before {prov.not_before.isoformat()}", _ms(t))
+            CheckResult.failed(
+                VALIDITY,
+                ReasonCode.ATTESTATION_EXPIRED,
+                f"not valid before {prov.not_before.isoformat()}",
+                _ms(t),
+            )
         )
     elif prov.not_after is not None and now > prov.not_after + clock_skew:
         results.append(
-            CheckResult.failed(VALIDITY, ReasonCode.ATTESTATION_EXPIRED, f"expired at {prov.not_after.isoformat()}", _ms(t))
+            CheckResult.failed(
+                VALIDITY,
+                ReasonCode.ATTESTATION_EXPIRED,
+                f"expired at {prov.not_after.isoformat()}",
+                _ms(t),
+            )
         )
     else:
         results.append(CheckResult.passed(VALIDITY, "within notBefore/notAfter", _ms(t)))

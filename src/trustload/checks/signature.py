@@ -71,7 +71,7 @@ def _layout_map(layout: ModelLayout, manifest: OmsManifest) -> dict[str, Path]:
     paths = layout.paths()
     signed = {r.path for r in manifest.resources}
     if layout.kind == "file":
-        (rel, where), = layout.files
+        ((rel, where),) = layout.files
         if signed == {"."} or signed == {rel}:
             return {next(iter(signed)): where}
         raise SignatureError("signature covers a directory, but the model is a single file")
@@ -80,7 +80,9 @@ def _layout_map(layout: ModelLayout, manifest: OmsManifest) -> dict[str, Path]:
     missing = sorted(signed - paths.keys())
     extra = sorted(paths.keys() - signed)
     if missing or extra:
-        raise SignatureError(f"model files differ from the signed set: missing={missing[:5]} unsigned={extra[:5]}")
+        raise SignatureError(
+            f"model files differ from the signed set: missing={missing[:5]} unsigned={extra[:5]}"
+        )
     return {p: paths[p] for p in signed}
 
 
@@ -101,7 +103,7 @@ def _verify_files(layout: ModelLayout, manifest: OmsManifest) -> tuple[FileEntry
             fds[path] = _open(loc)
         for path, fd in fds.items():
             size = os.fstat(fd).st_size
-            ends = [r.end for r in manifest.resources if r.path == path]
+            ends = [r.end or 0 for r in manifest.resources if r.path == path]
             if max(ends, default=0) != size:
                 raise SignatureError(f"signed shards of {path!r} do not cover its {size} bytes")
 
@@ -124,7 +126,9 @@ def _looks_json(bundle: bytes) -> bool:
     return bundle.lstrip()[:1] == b"{"
 
 
-def _cosign_blob(layout: ModelLayout, bundle: bytes, anchors: TrustAnchors) -> tuple[tuple[FileEntry, ...], str]:
+def _cosign_blob(
+    layout: ModelLayout, bundle: bytes, anchors: TrustAnchors
+) -> tuple[tuple[FileEntry, ...], str]:
     """cosign ``sign-blob`` detached signature: base64 ECDSA over the file's SHA-256."""
     from trustload.crypto.keys import fingerprint
     from trustload.crypto.verify import trusted_keys
@@ -160,7 +164,9 @@ def check_model_signature(
         if not _looks_json(bundle):
             files, signer = _cosign_blob(layout, bundle, anchors)
             ms = (time.perf_counter() - start) * 1000.0
-            return SignatureOutcome(CheckResult.passed(NAME, f"cosign blob signature by {signer}", ms), files, signer)
+            return SignatureOutcome(
+                CheckResult.passed(NAME, f"cosign blob signature by {signer}", ms), files, signer
+            )
         from trustload.crypto.verify import verify_bundle
 
         artifact_sha256: bytes | None = None
@@ -174,22 +180,32 @@ def check_model_signature(
                 raise SignatureError("message signature over a directory is not a model signature")
             ms = (time.perf_counter() - start) * 1000.0
             return SignatureOutcome(
-                CheckResult.passed(NAME, f"blob signature by {verified.signer}", ms), tuple(whole), verified.signer
+                CheckResult.passed(NAME, f"blob signature by {verified.signer}", ms),
+                tuple(whole),
+                verified.signer,
             )
         if verified.envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
-            raise SignatureError(f"unexpected DSSE payloadType {verified.envelope.payload_type!r:.80}")
+            raise SignatureError(
+                f"unexpected DSSE payloadType {verified.envelope.payload_type!r:.80}"
+            )
         statement = parse_statement(verified.envelope.payload, code=ReasonCode.SIGNATURE_INVALID)
         manifest = parse_manifest(statement)
-        files = _verify_files(layout, manifest)
+        measured = _verify_files(layout, manifest)
         ms = (time.perf_counter() - start) * 1000.0
-        detail = f"{manifest.method} mode, {len(manifest.resources)} resources, signer {verified.signer}"
-        return SignatureOutcome(CheckResult.passed(NAME, detail, ms), files, verified.signer)
+        detail = (
+            f"{manifest.method} mode, {len(manifest.resources)} resources, signer {verified.signer}"
+        )
+        return SignatureOutcome(CheckResult.passed(NAME, detail, ms), measured, verified.signer)
     except TrustloadError as exc:
         code = exc.code
-        if code not in (ReasonCode.SIGNATURE_INVALID, ReasonCode.SIGNATURE_MISSING, ReasonCode.TRANSPARENCY_UNAVAILABLE):
+        if code not in (
+            ReasonCode.SIGNATURE_INVALID,
+            ReasonCode.SIGNATURE_MISSING,
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        ):
             code = ReasonCode.SIGNATURE_INVALID
         return _fail(code, exc.message, start)
     except FormatError as exc:  # pragma: no cover - FormatError is a TrustloadError
         return _fail(ReasonCode.SIGNATURE_INVALID, exc.message, start)
-    except Exception as exc:  # noqa: BLE001 - fail closed on anything
+    except Exception as exc:
         return _fail(ReasonCode.SIGNATURE_INVALID, f"{type(exc).__name__}: {exc}", start)

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def generate(
         prefix: Annotated[Path, typer.Argument(help="Writes PREFIX.key and PREFIX.pub.")],
     ) -> None:
-        """Write PREFIX.key (PKCS#8 PEM, encrypted when TRUSTLOAD_KEY_PASSWORD is set) and PREFIX.pub."""
+        """Write PREFIX.key (PKCS#8 PEM; encrypted if TRUSTLOAD_KEY_PASSWORD) and PREFIX.pub."""
         from trustload.crypto.keys import generate_keypair, key_password_from_env
 
         key_path, pub_path = generate_keypair(prefix, key_password_from_env())

@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
     def sign(
         path: Annotated[Path, typer.Argument(help="Model file or directory.")],
         key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
-        out: Annotated[Path | None, typer.Option("--out", help="Where to write the bundle.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Where to write the bundle.")
+        ] = None,
     ) -> None:
         """Sign a model in the OpenSSF model-signing v1.0 format (Sigstore bundle, DSSE)."""
         from trustload.crypto.keys import key_password_from_env
@@ -50,11 +52,17 @@ def register(app: typer.Typer) -> None:
         path: Annotated[Path, typer.Argument(help="Model file or directory.")],
         key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
         git_sha: Annotated[str, typer.Option("--git-sha", help="Source commit.")],
-        container_digest: Annotated[str, typer.Option("--container-digest", help="Serving image digest.")],
-        dataset_snapshot: Annotated[str, typer.Option("--dataset-snapshot", help="Dataset snapshot id.")],
+        container_digest: Annotated[
+            str, typer.Option("--container-digest", help="Serving image digest.")
+        ],
+        dataset_snapshot: Annotated[
+            str, typer.Option("--dataset-snapshot", help="Dataset snapshot id.")
+        ],
         not_before: Annotated[str | None, typer.Option("--not-before", help="RFC 3339.")] = None,
         not_after: Annotated[str | None, typer.Option("--not-after", help="RFC 3339.")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Where to write the envelope.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Where to write the envelope.")
+        ] = None,
     ) -> None:
         """Write a DSSE-signed in-toto statement with SLSA provenance v1 for the model."""
         from trustload.crypto.keys import key_password_from_env

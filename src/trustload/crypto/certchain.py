@@ -82,7 +82,8 @@ def verify_chain(
         if not (cert.not_valid_before_utc <= at <= cert.not_valid_after_utc):
             raise SignatureError(
                 f"certificate {cert.subject.rfc4514_string()!r} not valid at {at.isoformat()} "
-                f"(valid {cert.not_valid_before_utc.isoformat()} .. {cert.not_valid_after_utc.isoformat()})"
+                f"(valid {cert.not_valid_before_utc.isoformat()} .. "
+                f"{cert.not_valid_after_utc.isoformat()})"
             )
     try:
         verifier = (

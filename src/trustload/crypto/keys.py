@@ -24,7 +24,7 @@ from trustload.fsutil import atomic_write_bytes
 PublicKey = Union[ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, rsa.RSAPublicKey]  # noqa: UP007
 PrivateKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey]  # noqa: UP007
 MAX_KEY_FILE = 64 * 1024
-PASSWORD_ENV = "TRUSTLOAD_KEY_PASSWORD"
+PASSWORD_ENV = "TRUSTLOAD_KEY_PASSWORD"  # noqa: S105 - the variable name, not a secret
 _EC_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "secp256r1": hashes.SHA256,
     "secp384r1": hashes.SHA384,
@@ -53,9 +53,13 @@ def generate_keypair(prefix: Path, password: bytes | None = None) -> tuple[Path,
         raise UsageError(f"no such directory: {key_path.parent}")
     private = ec.generate_private_key(ec.SECP256R1())
     enc: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
     )
-    key_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    key_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc
+    )
     pub_pem = public_pem(private.public_key())
     atomic_write_bytes(key_path, key_pem, mode=0o600)
     atomic_write_bytes(pub_path, pub_pem)
@@ -86,7 +90,9 @@ def load_private_key(path: Path, password: bytes | None = None) -> PrivateKey:
             raise UsageError(f"private key {path} is encrypted: set {PASSWORD_ENV}") from None
         raise UsageError(f"private key {path} is not encrypted but a password was given") from None
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise UsageError(f"cannot load private key {path} (wrong password or not a PEM key): {exc}") from None
+        raise UsageError(
+            f"cannot load private key {path} (wrong password or not a PEM key): {exc}"
+        ) from None
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.name not in _EC_HASH:
             raise UsageError(f"unsupported EC curve {key.curve.name}")
@@ -122,11 +128,15 @@ def check_public_key(key: object) -> PublicKey:
 
 
 def public_pem(key: PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def public_der(key: PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def fingerprint(key: PublicKey) -> str:

@@ -65,7 +65,7 @@ def load_trusted_root(path: Path) -> TrustedRoot:
         return _trusted_root_cached(str(path), st.st_mtime_ns, st.st_size)
     except SignatureError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any load failure verifies nothing
+    except Exception as exc:
         raise SignatureError(f"cannot load trusted root {path}: {exc}") from None
 
 
@@ -144,7 +144,7 @@ def _validate_intoto_v002_body(bundle: Bundle, envelope: Any) -> None:
             raise VerificationError("intoto entry signatures do not match the envelope")
     except VerificationError:
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed body: inconsistent, fail closed
+    except Exception as exc:
         raise VerificationError(f"invalid intoto log entry: {type(exc).__name__}: {exc}") from None
 
 
@@ -176,7 +176,7 @@ def verify_keyless(
         if "inclusion proof" in msg or "inclusionProof" in msg or "checkpoint" in msg:
             code = ReasonCode.TRANSPARENCY_UNAVAILABLE
         raise SignatureError(f"invalid Sigstore bundle: {msg[:300]}", code) from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SignatureError(f"invalid Sigstore bundle: {type(exc).__name__}: {exc}") from None
     verifier = GateVerifier(trusted_root=root)
     policy = Identity(identity=identity, issuer=issuer)
@@ -198,8 +198,10 @@ def verify_keyless(
         return KeylessResult(None, identity)
     except SignatureError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any verification failure denies
-        raise SignatureError(f"Sigstore verification failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+    except Exception as exc:
+        raise SignatureError(
+            f"Sigstore verification failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
 
 
 def verify_managed_key_bundle(
@@ -219,12 +221,17 @@ def verify_managed_key_bundle(
     signature, this key and this artifact digest.
     """
     if trusted_root is None:
-        raise SignatureError("log entry present but no trusted root to verify it", ReasonCode.TRANSPARENCY_UNAVAILABLE)
+        raise SignatureError(
+            "log entry present but no trusted root to verify it",
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        )
     root = load_trusted_root(trusted_root)
     try:
         inner = RawBundle.from_json(raw)
-    except Exception as exc:  # noqa: BLE001
-        raise SignatureError(f"invalid Sigstore bundle: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except Exception as exc:
+        raise SignatureError(
+            f"invalid Sigstore bundle: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     entries = inner.verification_material.tlog_entries or []
     if len(entries) != 1:
         raise SignatureError("expected exactly one transparency log entry")
@@ -234,7 +241,7 @@ def verify_managed_key_bundle(
         raise SignatureError(f"log entry: {exc}", ReasonCode.TRANSPARENCY_UNAVAILABLE) from None
     try:
         entry._verify(root.rekor_keyring(KeyringPurpose.VERIFY))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SignatureError(f"invalid log entry: {type(exc).__name__}: {str(exc)[:200]}") from None
     kv = entry._inner.kind_version
     try:
@@ -265,21 +272,27 @@ def verify_managed_key_bundle(
             entry_sigs = set()
             for s in spec.get("signatures") or []:
                 entry_sigs.add(base64.b64decode(s["signature"], validate=True))
-                vkey = serialization.load_pem_public_key(base64.b64decode(s["verifier"], validate=True))
+                vkey = serialization.load_pem_public_key(
+                    base64.b64decode(s["verifier"], validate=True)
+                )
                 if vkey.public_bytes(
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
                 ) != public_der(key):
                     raise SignatureError("log entry names another key")
             ok = (
                 ph.get("algorithm") == "sha256"
-                and hmac.compare_digest(str(ph.get("value", "")), hashlib.sha256(envelope.payload).hexdigest())
+                and hmac.compare_digest(
+                    str(ph.get("value", "")), hashlib.sha256(envelope.payload).hexdigest()
+                )
                 and entry_sigs == {s.sig for s in envelope.signatures}
             )
         else:
-            raise SignatureError(f"unsupported log entry kind {kv.kind}/{kv.version} for a key bundle")
+            raise SignatureError(
+                f"unsupported log entry kind {kv.kind}/{kv.version} for a key bundle"
+            )
     except SignatureError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SignatureError(f"malformed log entry body: {type(exc).__name__}") from None
     if not ok:
         raise SignatureError("transparency log entry is inconsistent with the bundle")

@@ -87,15 +87,21 @@ def verify_envelope_with_key(key: PublicKey, envelope: Envelope) -> bool:
 
 
 def _key_verify(
-    keys: list[PublicKey], envelope: Envelope | None, signature: bytes | None, artifact_sha256: bytes | None
+    keys: list[PublicKey],
+    envelope: Envelope | None,
+    signature: bytes | None,
+    artifact_sha256: bytes | None,
 ) -> PublicKey | None:
     for key in keys:
-        if envelope is not None:
-            if verify_envelope_with_key(key, envelope):
-                return key
-        elif signature is not None and artifact_sha256 is not None:
-            if verify_key_message_signature(key, signature, artifact_sha256):
-                return key
+        if envelope is not None and verify_envelope_with_key(key, envelope):
+            return key
+        if (
+            envelope is None
+            and signature is not None
+            and artifact_sha256 is not None
+            and verify_key_message_signature(key, signature, artifact_sha256)
+        ):
+            return key
     return None
 
 
@@ -110,7 +116,11 @@ def _verify_certificate(
     from trustload.crypto.certchain import verify_chain
 
     key, identity = verify_chain(
-        leaf_and_chain[0], leaf_and_chain[1:], anchors.ca_certs, at=now, identity=anchors.certificate_identity
+        leaf_and_chain[0],
+        leaf_and_chain[1:],
+        anchors.ca_certs,
+        at=now,
+        identity=anchors.certificate_identity,
     )
     if _key_verify([key], envelope, signature, artifact_sha256) is None:
         raise SignatureError("signature does not verify with the certificate's key")
@@ -127,15 +137,17 @@ def verify_bundle(
     """Verify a Sigstore bundle or bare DSSE envelope; raise SignatureError otherwise."""
     if data is None or len(data) == 0:
         raise SignatureError("empty signature", ReasonCode.SIGNATURE_MISSING)
-    obj = loads_strict(data, code=ReasonCode.SIGNATURE_INVALID, what="signature bundle", max_bytes=MAX_BUNDLE_BYTES)
+    obj = loads_strict(
+        data, code=ReasonCode.SIGNATURE_INVALID, what="signature bundle", max_bytes=MAX_BUNDLE_BYTES
+    )
     if not isinstance(obj, dict):
         raise SignatureError("signature bundle is not a JSON object")
     if "mediaType" not in obj and "payloadType" in obj:
-        envelope = parse_envelope_obj(obj, code=ReasonCode.SIGNATURE_INVALID)
-        key = _key_verify(trusted_keys(anchors), envelope, None, None)
-        if key is None:
+        bare = parse_envelope_obj(obj, code=ReasonCode.SIGNATURE_INVALID)
+        bare_key = _key_verify(trusted_keys(anchors), bare, None, None)
+        if bare_key is None:
             raise SignatureError("DSSE envelope is not signed by a trusted key")
-        return VerifiedContent(envelope, fingerprint(key), "key")
+        return VerifiedContent(bare, fingerprint(bare_key), "key")
     media = obj.get("mediaType")
     if media not in BUNDLE_MEDIA_TYPES:
         raise SignatureError(f"unsupported bundle mediaType {media!r:.100}")
@@ -172,7 +184,9 @@ def verify_bundle(
     if "publicKey" in vm:
         keys = trusted_keys(anchors)
         if not keys:
-            raise SignatureError("bundle is signed by a key, but no usable trusted key is configured")
+            raise SignatureError(
+                "bundle is signed by a key, but no usable trusted key is configured"
+            )
         key = _key_verify(keys, envelope, signature, artifact_sha256)
         if key is None:
             raise SignatureError("signature does not verify with any trusted key")
@@ -180,8 +194,12 @@ def verify_bundle(
             from trustload.crypto.sigstore_impl import verify_managed_key_bundle
 
             verify_managed_key_bundle(
-                obj, bytes(data), key=key, trusted_root=anchors.trusted_root,
-                artifact_sha256=artifact_sha256, envelope=envelope,
+                obj,
+                bytes(data),
+                key=key,
+                trusted_root=anchors.trusted_root,
+                artifact_sha256=artifact_sha256,
+                envelope=envelope,
             )
         return VerifiedContent(envelope, fingerprint(key), "key")
 
@@ -192,18 +210,27 @@ def verify_bundle(
         raw_list = vm["x509CertificateChain"].get("certificates")
         if not isinstance(raw_list, list) or not raw_list or len(raw_list) > 10:
             raise SignatureError("empty or oversized certificate chain")
-        certs = [_b64(c.get("rawBytes") if isinstance(c, dict) else None, "certificate") for c in raw_list]
+        certs = [
+            _b64(c.get("rawBytes") if isinstance(c, dict) else None, "certificate")
+            for c in raw_list
+        ]
     else:
         raise SignatureError("bundle has no usable verification material")
 
     errors: list[TrustloadError] = []
     if anchors.ca_certs:
         try:
-            identity = _verify_certificate(certs, envelope, signature, artifact_sha256, anchors, now)
+            identity = _verify_certificate(
+                certs, envelope, signature, artifact_sha256, anchors, now
+            )
             return VerifiedContent(envelope, identity, "certificate")
         except TrustloadError as exc:
             errors.append(exc)
-    if anchors.trusted_root is not None and anchors.certificate_identity and anchors.certificate_oidc_issuer:
+    if (
+        anchors.trusted_root is not None
+        and anchors.certificate_identity
+        and anchors.certificate_oidc_issuer
+    ):
         if not tlog:
             errors.append(
                 SignatureError(
@@ -222,17 +249,23 @@ def verify_bundle(
                     issuer=anchors.certificate_oidc_issuer,
                     artifact_sha256=artifact_sha256,
                 )
-                if envelope is not None and result.envelope is not None and (
-                    result.envelope.payload != envelope.payload
-                    or result.envelope.payload_type != envelope.payload_type
+                if (
+                    envelope is not None
+                    and result.envelope is not None
+                    and (
+                        result.envelope.payload != envelope.payload
+                        or result.envelope.payload_type != envelope.payload_type
+                    )
                 ):
                     raise SignatureError("verified envelope differs from the parsed one")
                 return VerifiedContent(envelope, result.signer, "keyless")
             except TrustloadError as exc:
                 errors.append(exc)
     if not errors:
-        raise SignatureError("certificate-signed bundle but no CA or Sigstore identity is configured")
-    for exc in errors:
-        if exc.code == ReasonCode.TRANSPARENCY_UNAVAILABLE and anchors.require_tlog:
-            raise SignatureError(exc.message, ReasonCode.TRANSPARENCY_UNAVAILABLE)
+        raise SignatureError(
+            "certificate-signed bundle but no CA or Sigstore identity is configured"
+        )
+    for err in errors:
+        if err.code == ReasonCode.TRANSPARENCY_UNAVAILABLE and anchors.require_tlog:
+            raise SignatureError(err.message, ReasonCode.TRANSPARENCY_UNAVAILABLE)
     raise SignatureError("; ".join(e.message for e in errors)[:600])

@@ -85,11 +85,13 @@ def parse_statement_obj(obj: Any, *, code: ReasonCode) -> Statement:
 
 
 def parse_statement(payload: bytes, *, code: ReasonCode) -> Statement:
-    return parse_statement_obj(loads_strict(payload, code=code, what="in-toto statement"), code=code)
+    return parse_statement_obj(
+        loads_strict(payload, code=code, what="in-toto statement"), code=code
+    )
 
 
 def subject_matches(statement: Statement, artifact_digest: str) -> bool:
-    """True when some subject carries ``artifact_digest`` (``alg:hex``), compared in constant time."""
+    """True when some subject carries ``artifact_digest`` (``alg:hex``); constant-time compare."""
     from trustload.digests import digests_equal
 
     alg, sep, hexpart = artifact_digest.partition(":")

@@ -74,7 +74,11 @@ def build_statement(
     model_name: str, method: str, resources: list[Resource], shard_size: int | None = None
 ) -> dict[str, Any]:
     ordered = sorted(resources, key=sort_key)
-    serialization: dict[str, Any] = {"method": method, "hash_type": "sha256", "allow_symlinks": False}
+    serialization: dict[str, Any] = {
+        "method": method,
+        "hash_type": "sha256",
+        "allow_symlinks": False,
+    }
     if method == "shards":
         serialization["shard_size"] = shard_size
     return {
@@ -84,7 +88,11 @@ def build_statement(
         "predicate": {
             "serialization": serialization,
             "resources": [
-                {"name": r.name, "algorithm": resource_algorithm(method, shard_size), "digest": r.digest}
+                {
+                    "name": r.name,
+                    "algorithm": resource_algorithm(method, shard_size),
+                    "digest": r.digest,
+                }
                 for r in ordered
             ],
         },
@@ -98,7 +106,9 @@ def _path_ok(path: str) -> str:
 def parse_manifest(statement: Statement) -> OmsManifest:
     """Validate a model-signing v1.0 statement and its internal consistency."""
     if statement.predicate_type != PREDICATE_TYPE:
-        raise FormatError(CODE, f"not a model signature: predicateType {statement.predicate_type!r:.80}")
+        raise FormatError(
+            CODE, f"not a model signature: predicateType {statement.predicate_type!r:.80}"
+        )
     if len(statement.subjects) != 1:
         raise FormatError(CODE, "model signature must have exactly one subject")
     subject = statement.subjects[0]
@@ -113,7 +123,9 @@ def parse_manifest(statement: Statement) -> OmsManifest:
     if method not in ("files", "shards"):
         raise FormatError(CODE, f"model signature: unsupported method {method!r:.40}")
     if ser.get("hash_type") != "sha256":
-        raise FormatError(CODE, f"model signature: unsupported hash_type {ser.get('hash_type')!r:.40}")
+        raise FormatError(
+            CODE, f"model signature: unsupported hash_type {ser.get('hash_type')!r:.40}"
+        )
     if ser.get("allow_symlinks") not in (False, None, "false"):
         raise FormatError(CODE, "model signature allows symlinks: refused")
     shard_size = None
@@ -135,7 +147,11 @@ def parse_manifest(statement: Statement) -> OmsManifest:
         if not isinstance(item, dict):
             raise FormatError(CODE, "model signature: resource is not an object")
         name, alg, digest = item.get("name"), item.get("algorithm"), item.get("digest")
-        if not isinstance(name, str) or alg not in allowed_algorithms or not isinstance(digest, str):
+        if (
+            not isinstance(name, str)
+            or alg not in allowed_algorithms
+            or not isinstance(digest, str)
+        ):
             raise FormatError(CODE, "model signature: malformed resource")
         digest = digest.lower()
         if not _HEX64.match(digest):
@@ -164,6 +180,8 @@ def parse_manifest(statement: Statement) -> OmsManifest:
             pos = 0
             for r in shards:
                 if r.start != pos:
-                    raise FormatError(CODE, f"model signature: shards of {path!r:.80} leave a gap or overlap")
+                    raise FormatError(
+                        CODE, f"model signature: shards of {path!r:.80} leave a gap or overlap"
+                    )
                 pos = r.end or 0
     return OmsManifest(subject.name, method, shard_size, tuple(resources))

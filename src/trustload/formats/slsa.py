@@ -9,9 +9,9 @@ trustload writes SLSA provenance v1 (``https://slsa.dev/provenance/v1``)::
         "notAfter":  RFC 3339 UTC,   # optional
     }
     predicate.buildDefinition.resolvedDependencies = [
-        {"name": "source",            "uri": "git+commit:<git_sha>",  "digest": {"gitCommit": <git_sha>}},
-        {"name": "serving-container", "uri": <container_digest>,     "digest": {"sha256": <hex>}},
-        {"name": "dataset-snapshot",  "uri": <dataset_snapshot>,     "digest": {"sha256": <hex>}?},
+        {"name": "source", "uri": "git+commit:<git_sha>", "digest": {"gitCommit": <git_sha>}},
+        {"name": "serving-container", "uri": <container_digest>, "digest": {"sha256": <hex>}},
+        {"name": "dataset-snapshot", "uri": <dataset_snapshot>, "digest": {"sha256": <hex>}?},
     ]
     predicate.runDetails.builder.id = "https://trustload.dev/attestor/v1"
 
@@ -101,7 +101,11 @@ def build_predicate(
             "externalParameters": {"model": subject_name},
             "internalParameters": {"validity": validity},
             "resolvedDependencies": [
-                {"name": DEP_SOURCE, "uri": f"git+commit:{git_sha}", "digest": {"gitCommit": git_sha}},
+                {
+                    "name": DEP_SOURCE,
+                    "uri": f"git+commit:{git_sha}",
+                    "digest": {"gitCommit": git_sha},
+                },
                 container,
                 dataset,
             ],
@@ -156,7 +160,9 @@ def _first(values: list[str]) -> str | None:
     return values[0] if values else None
 
 
-def extract_facts(predicate_type: str, predicate: dict[str, Any], *, code: ReasonCode) -> ProvenanceFacts:
+def extract_facts(
+    predicate_type: str, predicate: dict[str, Any], *, code: ReasonCode
+) -> ProvenanceFacts:
     """Read git / container / dataset / validity facts; unknown predicates give Nones."""
     git: list[str] = []
     container: list[str] = []
