@@ -39,6 +39,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -262,6 +263,9 @@ def migrate(engine: Engine) -> list[int]:
 
 
 def schema_version(engine: Engine) -> int:
+    """The newest migration applied (0 on an empty database)."""
+    if not inspect(engine).has_table(SchemaVersion.__tablename__):
+        return 0
     with engine.connect() as conn:
         return max(conn.scalars(select(SchemaVersion.version)), default=0)
 
@@ -478,7 +482,10 @@ class Store:
             ]
 
     def blob_visible(self, hexdigest: str, caller: Caller) -> bool:
-        """Tenancy on blobs: visible if some version of the caller's tenant uses it."""
+        """Tenancy on blobs: visible if some version of the caller's tenant uses it
+        (admins see every blob, referenced or not)."""
+        if caller.is_admin:
+            return True
         with self.tx() as s:
             q = (
                 select(VersionBlobRow.version_id)
@@ -486,8 +493,7 @@ class Store:
                 .join(ModelRow, ModelRow.id == VersionRow.model_id)
                 .where(VersionBlobRow.digest == hexdigest)
             )
-            if not caller.is_admin:
-                q = q.where(ModelRow.tenant_id == caller.tenant_id)
+            q = q.where(ModelRow.tenant_id == caller.tenant_id)
             return s.execute(q.limit(1)).first() is not None
 
     def governance_log(
