@@ -231,20 +231,12 @@ def _attestation_view(facts: Any) -> AttestationView | None:
 
 
 def _subject_digest(subject: Any) -> str | None:
-    if isinstance(subject, str):
-        return subject if subject.startswith("sha256:") else f"sha256:{subject}"
+    """``sha256:<hex>`` of one subject (``(name, "alg:hex")`` from H1), else None."""
     if isinstance(subject, tuple | list) and len(subject) == 2:
-        return _subject_digest(subject[1])
-    digest = subject.get("digest") if isinstance(subject, dict) else None
-    if digest is None:
-        digest = getattr(subject, "digest", None)
-    if isinstance(digest, dict):
-        value = digest.get("sha256")
-        return f"sha256:{value}" if isinstance(value, str) else None
-    if isinstance(digest, str):
-        return _subject_digest(digest)
-    sha = getattr(subject, "sha256", None)
-    return _subject_digest(sha) if isinstance(sha, str) else None
+        subject = subject[1]
+    if isinstance(subject, str) and subject.startswith("sha256:"):
+        return subject.lower()
+    return None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -229,21 +229,27 @@ def _read_package(rs: Any, node: Any) -> dict[str, Any]:
     return out
 
 
-def _literal_text(text: str, quoted: bool) -> str:
+def _literal_text(text: str) -> str:
     """Best-effort undo of regopy keeping string *literals* in source form.
 
-    regopy hands back a literal from the policy source with its escapes intact (and,
-    as an object key, with its quotes); computed strings come back exact. Messages
-    are only shown to people and matched on their leading reason code, so a
-    best-effort JSON unescape is safe here and nowhere else.
+    regopy returns a literal from the policy source in source form: sometimes with its
+    quotes (an object key, a variable bound to a literal), sometimes only with its
+    escapes (``deny contains "lit"``); computed strings (``sprintf``) come back
+    exact. Messages are only shown to people and matched on their leading reason
+    code, so a best-effort JSON unescape is safe here and nowhere else.
     """
-    candidate = text if quoted else f'"{text}"'
-    if (quoted and len(text) >= 2 and text[0] == text[-1] == '"') or (not quoted and "\\" in text):
+    candidates = []
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        candidates.append(text)
+    if "\\" in text:
+        candidates.append(f'"{text}"')
+    for candidate in candidates:
         try:
             value = json.loads(candidate)
         except ValueError:
-            return text
-        return value if isinstance(value, str) else text
+            continue
+        if isinstance(value, str):
+            return value
     return text
 
 
@@ -251,11 +257,9 @@ def _verdict(doc: dict[str, Any]) -> PolicyVerdict:
     permit = doc.get("permit")
     raw_deny = doc.get("deny", [])
     if isinstance(raw_deny, dict):  # old-style deny[msg] rules yield an object
-        messages: list[Any] = [
-            _literal_text(k, quoted=True) for k, v in raw_deny.items() if v is not False
-        ]
+        messages: list[Any] = [_literal_text(k) for k, v in raw_deny.items() if v is not False]
     elif isinstance(raw_deny, list):
-        messages = [_literal_text(m, quoted=False) if isinstance(m, str) else m for m in raw_deny]
+        messages = [_literal_text(m) if isinstance(m, str) else m for m in raw_deny]
     else:
         return PolicyVerdict(False, (), "deny is neither a set nor an object")
     denials = sorted(
