@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import signal
 import socket
 import ssl
 import sys
@@ -135,9 +136,18 @@ def serve(config_path: Path) -> None:
         backlog=1024,
     )
     server = uvicorn.Server(config)
+
+    def _stop(_sig: int, _frame: object) -> None:
+        # uvicorn re-raises the signal it handled once shut down; landing here instead
+        # of the default handler makes a requested stop exit 0. Before uvicorn installs
+        # its own handlers, this also stops a server still starting.
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
     print(url_for(host, actual_port), flush=True)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-    sys.stdout.flush()
+    print("trustload registry: stopped", file=sys.stderr, flush=True)
