@@ -87,19 +87,12 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _signing_keypair(key_path: Path, pub_path: Path) -> None:
-    """The publisher's key pair: PKCS#8 PEM ECDSA P-256 + SPKI PEM (cosign-compatible)."""
-    from cryptography.hazmat.primitives import serialization
+def _signing_keypair(root: Path) -> None:
+    """The publisher's key pair, ``signing.key`` (PKCS#8 PEM ECDSA P-256, unencrypted in
+    a dev environment) and ``signing.pub`` (SPKI PEM), as ``trustload keys generate``."""
+    from trustload.crypto.keys import generate_keypair
 
-    from trustload.pki import new_key, write_key
-
-    key = new_key()
-    write_key(key_path, key)
-    pub_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    generate_keypair(root / "signing", password=None)
 
 
 def default_policy_dir() -> Path:
@@ -229,7 +222,7 @@ def make_dev_env(root: Path, *, port: int | None = None, host: str = "127.0.0.1"
     write_key(root / "oidc" / "issuer.key", issuer_key)
     _write(root / "oidc" / "jwks.json", json.dumps(jwks_document(issuer_key, DEV_KID), indent=2))
 
-    _signing_keypair(root / "signing.key", root / "signing.pub")
+    _signing_keypair(root)
     _copy_policy(root / "policy")
     (root / "registry-data").mkdir(exist_ok=True)
 

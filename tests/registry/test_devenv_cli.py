@@ -41,6 +41,12 @@ def test_dev_env_writes_the_documented_layout(tmp_path):
     ):
         assert (root / rel).is_file(), rel
     assert (root / "policy").is_dir()
+    from trustload.devenv import default_policy_dir
+
+    shipped = sorted(
+        p.name for p in default_policy_dir().iterdir() if p.suffix in (".rego", ".json")
+    )
+    assert sorted(p.name for p in (root / "policy").iterdir()) == shipped
     for name in ("registry.toml", "admin.toml", "gate.toml"):
         text = (root / name).read_text()
         assert str(tmp_path) not in text, f"{name} must use relative paths"
