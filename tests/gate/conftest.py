@@ -46,7 +46,9 @@ class World:
         path.write_bytes(data if data is not None else os.urandom(64 * 1024))
         return path
 
-    def publish(self, name: str, version: str, path: Path | None = None, **kw: Any) -> VersionRecord:
+    def publish(
+        self, name: str, version: str, path: Path | None = None, **kw: Any
+    ) -> VersionRecord:
         return publish_model(
             self.admin_cfg,
             path or self.model_file(),

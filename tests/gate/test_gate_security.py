@@ -81,7 +81,9 @@ def cache_is_empty(cfg: ClientFileConfig) -> bool:
 
 def test_no_client_certificate_is_auth_failed(prod: World) -> None:
     cfg = prod.gate_cfg
-    client = RegistryClient(cfg.registry, ssl_context=build_ssl_context(cfg.registry.ca, None, None))
+    client = RegistryClient(
+        cfg.registry, ssl_context=build_ssl_context(cfg.registry.ca, None, None)
+    )
     result = run_gate(cfg, "risk@production", client=client)
     assert codes(result) == ["AUTH_FAILED"]
     assert result.layout is None and cache_is_empty(cfg)
@@ -96,15 +98,24 @@ def test_client_certificate_from_another_ca_is_auth_failed(prod: World) -> None:
 @pytest.mark.parametrize(
     ("label", "over", "headers"),
     [
-        ("expired", {"iat": int(time.time()) - 900, "nbf": int(time.time()) - 900,
-                     "exp": int(time.time()) - 600}, None),
+        (
+            "expired",
+            {
+                "iat": int(time.time()) - 900,
+                "nbf": int(time.time()) - 900,
+                "exp": int(time.time()) - 600,
+            },
+            None,
+        ),
         ("wrong audience", {"aud": "someone-else"}, None),
         ("unknown issuer", {"iss": "https://issuer.evil.example"}, None),
         ("unknown key id", {}, {"kid": "not-a-known-key"}),
         ("over-long lifetime", {"exp": int(time.time()) + 86_400}, None),
     ],
 )
-def test_bad_tokens_are_auth_failed(prod: World, label: str, over: dict[str, Any], headers: Any) -> None:
+def test_bad_tokens_are_auth_failed(
+    prod: World, label: str, over: dict[str, Any], headers: Any
+) -> None:
     token = prod.env.raw_token(claims(prod, **over), headers=headers)
     result = prod.gate("risk@production", with_token(prod, token))
     assert codes(result) == ["AUTH_FAILED"], label
@@ -113,9 +124,17 @@ def test_bad_tokens_are_auth_failed(prod: World, label: str, over: dict[str, Any
 
 
 def test_token_file_rotation_is_picked_up(prod: World) -> None:
-    cfg = with_token(prod, prod.env.raw_token(claims(prod, exp=int(time.time()) - 600,
-                                                      iat=int(time.time()) - 900,
-                                                      nbf=int(time.time()) - 900)))
+    cfg = with_token(
+        prod,
+        prod.env.raw_token(
+            claims(
+                prod,
+                exp=int(time.time()) - 600,
+                iat=int(time.time()) - 900,
+                nbf=int(time.time()) - 900,
+            )
+        ),
+    )
     assert codes(prod.gate("risk@production", cfg)) == ["AUTH_FAILED"]
     assert cfg.registry.token_file is not None
     cfg.registry.token_file.write_text(prod.env.raw_token(claims(prod)))
@@ -190,7 +209,11 @@ def test_revoked_and_staging_lists_every_code(world: World) -> None:
     world.publish("risk", "1", card=card(purposes=("marketing",)))
     with world.admin() as admin:
         admin.revoke("risk", "1", "bad")
-    assert set(codes(world.gate("risk@1"))) == {"STAGE_NOT_ALLOWED", "REVOKED", "PURPOSE_NOT_ALLOWED"}
+    assert set(codes(world.gate("risk@1"))) == {
+        "STAGE_NOT_ALLOWED",
+        "REVOKED",
+        "PURPOSE_NOT_ALLOWED",
+    }
 
 
 # ---------------------------------------------------------------- tenancy (R2.9, R9)
