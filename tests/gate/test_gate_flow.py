@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.gate.conftest import World, codes
-from trustload.decision import ReasonCode
+from tests.gate.conftest import World
 
 
 def test_permit_by_alias_and_by_version(world: World) -> None:
