@@ -375,3 +375,42 @@ def test_trustload_signs_model_signing_verifies(
         verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
             model_dir, default_signature_path(model_dir)
         )
+
+
+def test_every_single_byte_of_a_small_model(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    key, pub = keypair
+    d = tmp_path / "tiny"
+    (d / "s").mkdir(parents=True)
+    (d / "w.bin").write_bytes(bytes(range(40)))
+    (d / "s" / "c.json").write_bytes(b'{"k": 1}')
+    sig = sign_model(d, key)
+    for f in (d / "w.bin", d / "s" / "c.json"):
+        original = f.read_bytes()
+        for pos in range(len(original)):
+            changed = bytearray(original)
+            changed[pos] ^= 0x01
+            f.write_bytes(bytes(changed))
+            assert verify(d, sig, pub)[1] == ReasonCode.SIGNATURE_INVALID, (f, pos)
+        f.write_bytes(original)
+    assert verify(d, sig, pub)[0]
+
+
+def test_cache_layout_blobs(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+    """A cached model (bytes under blobs/sha256/<hex>) verifies like the working tree."""
+    import shutil
+
+    key, pub = keypair
+    data = sign_model(model_dir, key).read_bytes()
+    blobs = tmp_path / "cache" / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    files = []
+    for entry in measure(model_dir).files:
+        shutil.copyfile(model_dir / entry.path, blobs / entry.sha256)
+        files.append((entry.path, blobs / entry.sha256))
+    layout = ModelLayout("directory", model_dir.name, tuple(sorted(files)))
+    out = check_model_signature(layout, data, anchors_for(pub), now=NOW)
+    assert out.result.ok and out.files == measure(model_dir).files
+    victim = files[0][1]
+    victim.write_bytes(victim.read_bytes() + b"!")
+    out = check_model_signature(layout, data, anchors_for(pub), now=NOW)
+    assert out.result.code == ReasonCode.SIGNATURE_INVALID

@@ -29,6 +29,8 @@ from trustload.formats.oms import OmsManifest, Resource, parse_manifest
 
 NAME = "signature"
 MAX_COSIGN_SIG = 16 * 1024
+SMALL_MODEL_BYTES = 8 * 1024 * 1024
+"""Below this, hashing in the calling thread beats starting a thread pool."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ def _open(where: Path) -> int:
     return fd
 
 
+def _total_size(layout: ModelLayout) -> int:
+    total = 0
+    for _rel, where in layout.files:
+        try:
+            total += os.stat(where, follow_symlinks=False).st_size
+        except OSError:
+            return SMALL_MODEL_BYTES  # let the hashing pass report it
+    return total
+
+
 def _hash_whole(layout: ModelLayout) -> list[FileEntry]:
     def one(item: tuple[str, Path]) -> FileEntry:
         rel, where = item
@@ -60,8 +72,8 @@ def _hash_whole(layout: ModelLayout) -> list[FileEntry]:
         finally:
             os.close(fd)
 
-    if len(layout.files) <= 1:
-        return [one(i) for i in layout.files]
+    if len(layout.files) <= 1 or _total_size(layout) < SMALL_MODEL_BYTES:
+        return sorted(one(i) for i in layout.files)
     with ThreadPoolExecutor(max_workers=min(workers(), len(layout.files))) as pool:
         return sorted(pool.map(one, layout.files))
 
