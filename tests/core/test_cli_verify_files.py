@@ -243,3 +243,52 @@ def test_policy_digest_command(tmp_path):
     assert run("policy", "digest", "--check", moved).returncode == 2
     missing = run("policy", "digest", tmp_path / "missing")
     assert missing.returncode == 2 and missing.stdout == ""
+
+
+FAST = [sys.executable, "-m", "trustload.cli.verify_files"]
+
+
+def test_fast_path_matches_the_typer_command(signed: Signed, tmp_path):
+    """``python -m trustload.cli.verify_files`` (no typer, lean start-up): same contract."""
+    args = [str(signed.model), "--signature", str(signed.signature), "--key", str(signed.pub)]
+    ok = subprocess.run([*FAST, *args, "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert one_json(ok.stdout)["decision"] == "permit"
+    human = subprocess.run([*FAST, *args], capture_output=True, text=True, timeout=120)
+    assert human.returncode == 0 and human.stdout == ""
+    assert human.stderr.strip().splitlines()[-1].startswith("PERMIT")
+    bad = subprocess.run(
+        [*FAST, *args, "--frobnicate"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    nokey = subprocess.run(
+        [*FAST, str(signed.model), "--signature", str(signed.signature)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert nokey.returncode == 2 and "--key" in nokey.stderr
+    sig = tmp_path / "garbage.sig"
+    sig.write_bytes(b"{{{{")
+    deny = subprocess.run(
+        [*FAST, str(signed.model), "--signature", str(sig), "--key", str(signed.pub), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deny.returncode == 1
+    assert one_json(deny.stdout)["reasons"] == ["SIGNATURE_INVALID"]
+    modules = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, runpy; sys.argv = ['x', '--help']\n"
+            "try:\n    runpy.run_module('trustload.cli.verify_files', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('typer' in sys.modules, 'pydantic' in sys.modules, file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert modules.stderr.strip().endswith("False False")

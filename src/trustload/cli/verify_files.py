@@ -6,12 +6,22 @@ decision document goes to stdout; otherwise one line per check goes to stderr.
 Everything heavy is imported inside the command (start-up time is benchmarked).
 """
 
-from __future__ import annotations
-
+import argparse
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import typer
+if TYPE_CHECKING:
+    import typer
+
+# No ``from __future__ import annotations`` here: typer is imported inside
+# :func:`register`, so its ``Annotated`` metadata must be evaluated there, eagerly.
+# That keeps ``python -m trustload.cli.verify_files`` (:func:`fast_main`) free of
+# typer and pydantic.
+
+
+def _echo(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
 def _human(decision_doc: dict[str, object]) -> None:
@@ -19,16 +29,18 @@ def _human(decision_doc: dict[str, object]) -> None:
     for check in checks if isinstance(checks, list) else []:
         mark = "ok  " if check["ok"] else "FAIL"
         code = f" {check['code']}" if check["code"] else ""
-        typer.echo(f"{mark} {check['name']}{code}: {check['detail']} ({check['ms']} ms)", err=True)
+        _echo(f"{mark} {check['name']}{code}: {check['detail']} ({check['ms']} ms)")
     reasons = decision_doc.get("reasons") or []
     verdict = str(decision_doc.get("decision", "deny")).upper()
     suffix = (
         f": {', '.join(str(r) for r in reasons)}" if isinstance(reasons, list) and reasons else ""
     )
-    typer.echo(f"{verdict} {decision_doc.get('requested')}{suffix}", err=True)
+    _echo(f"{verdict} {decision_doc.get('requested')}{suffix}")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: "typer.Typer") -> None:
+    import typer  # the runtime import; the one above is for type checkers
+
     @app.command("verify-files")
     def verify_files(
         path: Annotated[Path, typer.Argument(help="Model file or directory.")],
@@ -88,3 +100,82 @@ def register(app: typer.Typer) -> None:
             _human(doc)
         if not decision.permitted:
             raise SystemExit(1)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trustload verify-files",
+        description="Verify a model's signature (and attestation) locally; "
+        "exit 0 permit, 1 deny, 2 usage.",
+    )
+    parser.add_argument("path", type=Path, help="Model file or directory.")
+    parser.add_argument("--signature", type=Path, required=True)
+    parser.add_argument("--key", type=Path, action="append", default=[])
+    parser.add_argument("--certificate-identity")
+    parser.add_argument("--certificate-oidc-issuer")
+    parser.add_argument("--trusted-root", type=Path)
+    parser.add_argument("--attestation", type=Path)
+    parser.add_argument("--git-sha")
+    parser.add_argument("--container-digest")
+    parser.add_argument("--dataset-snapshot")
+    parser.add_argument("--policy", type=Path)
+    parser.add_argument("--json", dest="as_json", action="store_true")
+    return parser
+
+
+class _UsageExit(Exception):
+    pass
+
+
+def fast_main(argv: list[str] | None = None) -> int:
+    """``verify-files`` without typer (whose pydantic-based coercion costs ~0.25 s of
+    start-up): same options, output and exit status as the typer command."""
+    from trustload.errors import TrustloadError, UsageError
+
+    parser = _parser()
+
+    def usage_error(message: str) -> None:
+        sys.stderr.write(f"{parser.prog}: error: {message}\n")
+        raise _UsageExit
+
+    parser.error = usage_error  # type: ignore[method-assign,assignment]
+    try:
+        ns = parser.parse_args(argv)
+        from trustload.engine import verify_files as run
+
+        decision = run(
+            ns.path,
+            signature=ns.signature,
+            public_keys=tuple(ns.key),
+            certificate_identity=ns.certificate_identity,
+            certificate_oidc_issuer=ns.certificate_oidc_issuer,
+            trusted_root=ns.trusted_root,
+            attestation=ns.attestation,
+            git_sha=ns.git_sha,
+            container_digest=ns.container_digest,
+            dataset_snapshot=ns.dataset_snapshot,
+            policy_dir=ns.policy,
+        )
+    except _UsageExit:
+        return 2
+    except UsageError as exc:
+        sys.stderr.write(f"trustload: error: {exc}\n")
+        return 2
+    except TrustloadError as exc:
+        sys.stderr.write(f"trustload: denied: {exc}\n")
+        return 1
+    except Exception as exc:  # fail closed: never a traceback, never a permit
+        sys.stderr.write(f"trustload: internal error ({type(exc).__name__}): {exc}\n")
+        return 1
+    doc = decision.to_json()
+    if ns.as_json:
+        from trustload.cli.jsonout import emit_json
+
+        emit_json(doc)
+    else:
+        _human(doc)
+    return 0 if decision.permitted else 1
+
+
+if __name__ == "__main__":  # python -m trustload.cli.verify_files ...
+    raise SystemExit(fast_main())
