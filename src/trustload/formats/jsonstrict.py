@@ -40,27 +40,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _depth_ok(text: str, limit: int) -> bool:
-    """Cheap pre-scan of bracket depth outside strings (before the recursive parser)."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
+def _depth_ok(value: Any, limit: int) -> bool:
+    """Iterative depth check of a parsed document (the C parser itself is recursion-safe)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
             if depth > limit:
                 return False
-        elif ch in "]}":
-            depth -= 1
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in node)
     return True
 
 
@@ -90,17 +82,20 @@ def loads_strict(
         raise FormatError(code, f"{what}: byte-order mark refused")
     if not text.strip():
         raise FormatError(code, f"{what}: empty")
-    if not _depth_ok(text, max_depth):
-        raise FormatError(code, f"{what}: nested deeper than {max_depth}")
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_no_duplicates,
             parse_constant=_reject_constant,
             parse_int=_parse_int,
         )
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise FormatError(code, f"{what}: nested deeper than {max_depth}") from None
+    except ValueError as exc:
         raise FormatError(code, f"{what}: invalid JSON ({str(exc)[:160]})") from None
+    if not _depth_ok(value, max_depth):
+        raise FormatError(code, f"{what}: nested deeper than {max_depth}")
+    return value
 
 
 def require_object(value: Any, *, code: ReasonCode, what: str) -> dict[str, Any]:
