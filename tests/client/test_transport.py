@@ -269,3 +269,30 @@ def test_requester_from_token_and_spiffe_certificate(client_cfg, pki):
     assert unverified_claims(TOKEN)["tenant_id"] == "A"
     with pytest.raises(RegistryError):
         unverified_claims("not-a-jwt")
+
+
+def test_gate_turns_a_redirect_off_the_allowlist_into_a_decision(tls_server, client_cfg, tmp_path):
+    """run_gate over a Registry that redirects elsewhere: a deny decision, audited."""
+    import json
+
+    from trustload.config import ClientFileConfig, GateConfig
+    from trustload.gate import run_gate
+    from trustload.policy import default_policy_dir
+
+    srv = tls_server()
+    srv.route(r"/v1/models/m/resolve/production", lambda h: h.redirect("https://evil.example/x"))
+    cfg = ClientFileConfig(
+        registry=client_cfg(srv.url),
+        gate=GateConfig(
+            policy_dir=default_policy_dir(),
+            cache_dir=tmp_path / "cache",
+            state_dir=tmp_path / "state",
+            audit_log=tmp_path / "audit.jsonl",
+        ),
+    )
+    result = run_gate(cfg, "m@production")
+    assert [str(r) for r in result.decision.reasons] == ["REGISTRY_NOT_ALLOWED"]
+    assert result.layout is None and result.record is None
+    line = json.loads((tmp_path / "audit.jsonl").read_text())
+    assert line["event"] == "startup_deny" and line["caller"] == "spiffe://test/ns/serving/sa/gate"
+    assert TOKEN not in (tmp_path / "audit.jsonl").read_text()

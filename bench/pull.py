@@ -1,0 +1,167 @@
+"""Cold pull: ``trustload verify`` (download by digest + every check) vs curl + sha256sum.
+
+A 1 GiB single-file model is published to a real Registry on 127.0.0.1 (mTLS + OIDC).
+Measured in the same run, over the same mTLS channel and the same blob:
+
+* trustload: ``trustload verify NAME@production --config gate.toml --json`` with an
+  empty cache (download hashed while streaming, then signature, attestation, policy);
+* baseline:  ``curl`` of the blob with the gate's client certificate and a token,
+  written to disk, then ``sha256sum`` of the file (download, then hash).
+
+Prints the ratio trustload / baseline (target <= 1.0). Usage:
+``python bench/pull.py [--size-mib 1024] [--rounds 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.registry import make_test_env, start_registry  # noqa: E402
+from trustload.cli.publish import publish_model  # noqa: E402
+from trustload.client.api import RegistryClient  # noqa: E402
+from trustload.config import load_client_config  # noqa: E402
+from trustload.oidc import mint_token  # noqa: E402
+
+
+def write_model(path: Path, size: int) -> str:
+    """Random (incompressible) bytes, written in 16 MiB pieces; returns the hex digest."""
+    h = hashlib.sha256()
+    block = 16 * 1024 * 1024
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            piece = os.urandom(min(block, left))
+            fh.write(piece)
+            h.update(piece)
+            left -= len(piece)
+    return h.hexdigest()
+
+
+def timed_verify(cmd: list[str]) -> tuple[float, dict[str, object]]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    return elapsed, json.loads(done.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    size = args.size_mib * 1024 * 1024
+
+    tmp = Path(tempfile.mkdtemp(prefix="tl-pull-"))
+    try:
+        env = make_test_env(tmp / "env")
+        model = tmp / "model.onnx"
+        print(f"writing a {args.size_mib} MiB model ...", file=sys.stderr)
+        hexdigest = write_model(model, size)
+        with start_registry(env) as reg:
+            admin_cfg = load_client_config(env.admin_config)
+            print("publishing (sign, attest, upload) ...", file=sys.stderr)
+            publish_model(
+                admin_cfg,
+                model,
+                name="big",
+                version="1",
+                key=env.signing_key,
+                git_sha="1" * 40,
+                container_digest="sha256:" + "c" * 64,
+                dataset_snapshot="ds-bench",
+            )
+            with RegistryClient(admin_cfg.registry) as admin:
+                admin.set_stage("big", "1", "Approved")
+                admin.set_alias("big", "production", "1")
+            model.unlink()
+
+            gate_cfg = load_client_config(env.gate_config)
+            cert, key = env.cert_paths("gate")
+            trustload = [
+                sys.executable,
+                "-m",
+                "trustload.cli.main",
+                "verify",
+                "big@production",
+                "--config",
+                str(env.gate_config),
+                "--json",
+            ]
+            out = tmp / "curl.bin"
+            ours: list[float] = []
+            base: list[float] = []
+            for _ in range(args.rounds):
+                shutil.rmtree(gate_cfg.gate.cache_dir, ignore_errors=True)
+                shutil.rmtree(gate_cfg.gate.state_dir, ignore_errors=True)
+                elapsed, decision = timed_verify(trustload)
+                assert decision["decision"] == "permit", decision
+                ours.append(elapsed)
+
+                token = mint_token(
+                    env.issuer,
+                    sub="bench",
+                    tenant="A",
+                    purposes=["credit_scoring"],
+                    domain="credit",
+                    role="consumer",
+                    ttl=300,
+                )
+                out.unlink(missing_ok=True)
+                start = time.perf_counter()
+                subprocess.run(
+                    [
+                        "curl",
+                        "-sS",
+                        "--fail",
+                        "--cacert",
+                        str(env.ca),
+                        "--cert",
+                        str(cert),
+                        "--key",
+                        str(key),
+                        "--tlsv1.2",
+                        "-H",
+                        f"Authorization: Bearer {token}",
+                        "-o",
+                        str(out),
+                        f"{reg.url}/v1/blobs/sha256/{hexdigest}",
+                    ],
+                    check=True,
+                )
+                got = subprocess.run(
+                    ["sha256sum", str(out)], check=True, capture_output=True, text=True
+                ).stdout.split()[0]
+                base.append(time.perf_counter() - start)
+                assert got == hexdigest, "curl fetched different bytes"
+                out.unlink()
+
+        t_ours, t_base = statistics.median(ours), statistics.median(base)
+        steps = ", ".join(f"{c['name']} {c['ms']:.0f}" for c in decision["checks"])  # type: ignore[index, union-attr]
+        print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
+        print(f"model size                 : {args.size_mib} MiB")
+        print(
+            f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ours)})"
+        )
+        print(
+            f"curl + sha256sum (baseline): {t_base:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in base)})"
+        )
+        print(f"ratio trustload / baseline : {t_ours / t_base:.2f}  (target <= 1.0)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
