@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.registry import make_test_env, start_registry  # noqa: E402
+
 from trustload.cli.publish import publish_model  # noqa: E402
 from trustload.client.api import RegistryClient  # noqa: E402
 from trustload.config import ClientFileConfig, load_client_config  # noqa: E402
@@ -114,7 +115,8 @@ def main() -> None:
 
         total_requests = sum(requests)
         print(
-            f"gates                      : {args.gates} (threads, one Registry, {args.size_mib} MiB model)"
+            f"gates                      : {args.gates} "
+            f"(threads, one Registry, {args.size_mib} MiB model)"
         )
         print(f"permitted                  : {args.gates - len(failures)} / {args.gates}")
         print(

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.registry import make_test_env, start_registry  # noqa: E402
+
 from trustload.cli.publish import publish_model  # noqa: E402
 from trustload.client.api import RegistryClient  # noqa: E402
 from trustload.config import load_client_config  # noqa: E402
@@ -55,6 +56,10 @@ def timed_verify(cmd: list[str]) -> tuple[float, dict[str, object]]:
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     return elapsed, json.loads(done.stdout)
+
+
+def runs(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
 
 
 def main() -> None:
@@ -152,12 +157,8 @@ def main() -> None:
         steps = ", ".join(f"{c['name']} {c['ms']:.0f}" for c in decision["checks"])  # type: ignore[index, union-attr]
         print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
         print(f"model size                 : {args.size_mib} MiB")
-        print(
-            f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ours)})"
-        )
-        print(
-            f"curl + sha256sum (baseline): {t_base:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in base)})"
-        )
+        print(f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {runs(ours)})")
+        print(f"curl + sha256sum (baseline): {t_base:.2f} s  (runs: {runs(base)})")
         print(f"ratio trustload / baseline : {t_ours / t_base:.2f}  (target <= 1.0)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
