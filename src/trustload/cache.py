@@ -187,7 +187,16 @@ class BlobCache:
                     return BlobResult(final, digest, final.stat().st_size, False, False)
                 self.evict(digest)  # tampered or rotten: fetch again, once
                 evicted = True
-            written, resumed = self._download(client, hexdigest, size, cap, final, label)
+            part = final.with_name(f".{hexdigest}.partial")
+            had_partial = part.exists()
+            try:
+                written, resumed = self._download(client, hexdigest, size, cap, final, label)
+            except CacheDigestError:
+                if not had_partial:
+                    raise
+                # The prefix left by an earlier run may be what was wrong (the partial
+                # was removed on the mismatch): fetch from byte 0, once.
+                written, resumed = self._download(client, hexdigest, size, cap, final, label)
             return BlobResult(final, digest, written, True, evicted, resumed)
 
     def _download(

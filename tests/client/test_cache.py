@@ -247,3 +247,13 @@ def test_progress_bar_path_runs(tls_server, client_cfg, tmp_path):
         res = cache.ensure(client, f"sha256:{hexd}", len(big), limit=LIMIT * 2, label="big")
     assert hashlib.sha256(res.path.read_bytes()).hexdigest() == hexd
     assert re.fullmatch(r"[0-9a-f]{64}", res.path.name)
+
+
+def test_bad_leftover_partial_is_discarded_and_fetched_from_zero(tls_server, client_cfg, cache):
+    srv = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    cache.blobs.mkdir(parents=True)
+    (cache.blobs / f".{HEX}.partial").write_bytes(b"\x00" * 1000)  # not DATA's prefix
+    with client_for(client_cfg(srv.url)) as client:
+        res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert res.path.read_bytes() == DATA and res.resumed_from == 0
+    assert [h.get("Range") for h in blob_requests(srv)] == ["bytes=1000-", None]
