@@ -247,6 +247,45 @@ def _dt_or_none(value: Any) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+CONCURRENT_MEASURE_BYTES = 256 * 1024 * 1024
+
+
+class _Measure:
+    """Whole-file SHA-256 of a single-file layout, computed on a background thread."""
+
+    def __init__(self, layout: ModelLayout) -> None:
+        import threading
+
+        self._layout = layout
+        self._digest: str | None = None
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="trustload-measure", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from trustload.digests import measure_layout
+
+        try:
+            self._digest = measure_layout(self._layout).digest
+        except Exception as exc:  # reported as a failed measurement, never a pass
+            self._error = f"{type(exc).__name__}: {exc}"
+
+    def result(self) -> tuple[str | None, str | None]:
+        self._thread.join()
+        return self._digest, self._error
+
+
+def _start_measure(layout: ModelLayout) -> _Measure | None:
+    """Start a concurrent measurement only for a large single file (see decide)."""
+    if layout.kind != "file" or len(layout.files) != 1:
+        return None
+    try:
+        size = os.stat(layout.files[0][1], follow_symlinks=False).st_size
+    except OSError:
+        return None
+    return _Measure(layout) if size > CONCURRENT_MEASURE_BYTES else None
+
+
 def decide(facts: GateFacts, policy: PolicyEngine) -> Decision:
     """Run every applicable check and the Rego policy; permit only if all pass."""
     from trustload.checks.attestation import check_attestation
@@ -284,6 +323,18 @@ def decide(facts: GateFacts, policy: PolicyEngine) -> Decision:
             )
         )
 
+    want_attestation = (
+        facts.require_attestation
+        if facts.require_attestation is not None
+        else record is not None or facts.attestation is not None
+    ) or facts.attestation is not None
+    need_digest = record is not None or want_attestation
+
+    # A large single file is signed in shard mode: its signature check hashes shards on
+    # every core but yields no whole-file SHA-256. Measure that concurrently instead of
+    # afterwards (about 1x the hash time on 2 cores instead of 1.5x).
+    early = _start_measure(facts.layout) if need_digest else None
+
     # Signature (always). It hashes the files; reuse those digests when it can.
     outcome: list[Any] = []
 
@@ -299,13 +350,15 @@ def decide(facts: GateFacts, policy: PolicyEngine) -> Decision:
     sig_files = outcome[0].files if outcome and sig_check.ok else None
 
     # Artifact digest: needed for the pin and the attestation subject.
-    want_attestation = (
-        facts.require_attestation
-        if facts.require_attestation is not None
-        else record is not None or facts.attestation is not None
-    ) or facts.attestation is not None
-    measured: str | None = digest_from_entries(facts.layout, sig_files)
-    if measured is None and (record is not None or want_attestation):
+    measured: str | None = None
+    if early is not None:
+        early_digest, early_error = early.result()
+        measured = early_digest
+        if early_error is not None and record is None:
+            checks.append(CheckResult.failed("measure", ReasonCode.DIGEST_MISMATCH, early_error))
+    else:
+        measured = digest_from_entries(facts.layout, sig_files)
+    if measured is None and need_digest and early is None:
 
         def run_measure() -> CheckResult:
             from trustload.digests import measure_layout

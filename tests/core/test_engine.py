@@ -458,3 +458,24 @@ def test_decision_json_is_complete(signed, policy):
     for check in doc["checks"]:
         assert set(check) == {"name", "ok", "code", "detail", "ms"}
         assert (check["code"] is None) is check["ok"]
+
+
+@pytest.mark.parametrize("tamper", [False, True])
+def test_concurrent_measurement_of_large_single_files(
+    signed, policy, tmp_path, monkeypatch, tamper
+):
+    """Above the threshold the whole-file digest is measured beside the signature check."""
+    import trustload.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CONCURRENT_MEASURE_BYTES", 0)
+    layout = ModelLayout.from_path(_tampered(signed, tmp_path) if tamper else signed.model)
+    decision = decide(facts_for(signed, policy, layout=layout), policy)
+    if tamper:
+        assert set(decision.reasons) == {
+            R.DIGEST_MISMATCH,
+            R.SIGNATURE_INVALID,
+            R.ATTESTATION_SUBJECT_MISMATCH,
+        }
+    else:
+        assert decision.permitted
+        assert decision.artifact_digest == signed.digest
