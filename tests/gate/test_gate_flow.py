@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.gate.conftest import World
+
+pytestmark = pytest.mark.postgres_ok
 
 
 def test_permit_by_alias_and_by_version(world: World) -> None:

@@ -171,6 +171,7 @@ def test_unknown_model_and_alias_are_not_found(prod: World) -> None:
 # ----------------------------------------------------------------- governance (R2.3/4)
 
 
+@pytest.mark.postgres_ok
 def test_revoked_is_denied_at_once_without_download(prod: World) -> None:
     with prod.admin() as admin:
         admin.revoke("risk", "1", "leaked training data")
@@ -181,6 +182,7 @@ def test_revoked_is_denied_at_once_without_download(prod: World) -> None:
     assert "signature" not in names and "download" not in names
 
 
+@pytest.mark.postgres_ok
 def test_quarantined_then_released(prod: World) -> None:
     with prod.admin() as admin:
         admin.quarantine("risk", "1", "under investigation")
@@ -199,6 +201,7 @@ def test_staging_is_denied_in_prod_and_allowed_in_staging(world: World) -> None:
     assert world.gate("risk@1", staging).decision.permitted
 
 
+@pytest.mark.postgres_ok
 def test_archived_is_denied(prod: World) -> None:
     with prod.admin() as admin:
         admin.set_stage("risk", "1", "Archived")
@@ -219,6 +222,7 @@ def test_revoked_and_staging_lists_every_code(world: World) -> None:
 # ---------------------------------------------------------------- tenancy (R2.9, R9)
 
 
+@pytest.mark.postgres_ok
 def test_tenant_cross_is_denied(world: World) -> None:
     world.publish("other", "1", card=card(tenant="B"))
     world.release_to_prod("other", "1")
@@ -241,6 +245,7 @@ def test_purpose_not_allowed(world: World) -> None:
 # ------------------------------------------------------------ integrity (R5, R9)
 
 
+@pytest.mark.postgres_ok
 def test_one_byte_changed_in_registry_blob_store(prod: World) -> None:
     rec = prod.gate("risk@1").record
     assert rec is not None
@@ -339,6 +344,7 @@ def test_directory_model_permit_and_tamper(world: World) -> None:
 # ------------------------------------------------------------ anti-downgrade, chaos
 
 
+@pytest.mark.postgres_ok
 def test_downgrade_blocked_unless_alias_moved(world: World) -> None:
     for v in ("1", "2"):
         world.publish("risk", v)
