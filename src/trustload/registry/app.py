@@ -108,7 +108,7 @@ class BodyLimit:
 class BlobResponse(FileResponse):
     """Large reads (fewer thread hops) and a single byte range at most."""
 
-    chunk_size = 1024 * 1024
+    chunk_size = 4 * 1024 * 1024
     max_ranges = 1
 
 
@@ -250,7 +250,18 @@ def create_app(
             headers={"etag": f'"sha256:{hexdigest}"'},
         )
 
-    @app.post("/v1/blobs/sha256/{hexdigest}", status_code=201)
+    @app.post(
+        "/v1/blobs/sha256/{hexdigest}",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
     async def upload_blob(
         hexdigest: str, request: Request, response: Response, who: Auth
     ) -> dict[str, Any]:
