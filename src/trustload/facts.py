@@ -78,6 +78,7 @@ class VersionRecord:
     publisher: str | None = None
     created_at: datetime | None = None
     files: tuple[FileEntry, ...] = ()  # every file's path, sha256, size (registry-api.md)
+    served_at: datetime | None = None  # when the Registry produced this answer (freshness)
 
 
 @dataclass(frozen=True)

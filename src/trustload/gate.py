@@ -117,6 +117,33 @@ def early_checks(
     ]
 
 
+def check_freshness(
+    record: VersionRecord, now: datetime, max_age: float, skew: float
+) -> CheckResult:
+    """TUF indefinite freeze: a replayed old answer (hiding a later revocation or alias
+    move) is refused. The Registry stamps every record with ``served_at``; an answer
+    without it, older than ``max_age`` (``[gate].max_staleness``) or dated in the future
+    beyond the clock skew is not a fresh Registry answer -> REGISTRY_UNAVAILABLE."""
+    if record.served_at is None:
+        return CheckResult.failed(
+            "freshness", ReasonCode.REGISTRY_UNAVAILABLE, "the Registry answer has no served_at"
+        )
+    age = (now - record.served_at).total_seconds()
+    if age > max_age + skew:
+        return CheckResult.failed(
+            "freshness",
+            ReasonCode.REGISTRY_UNAVAILABLE,
+            f"stale Registry answer ({age:.0f}s old, limit {max_age:.0f}s): replayed?",
+        )
+    if age < -skew:
+        return CheckResult.failed(
+            "freshness",
+            ReasonCode.REGISTRY_UNAVAILABLE,
+            f"Registry answer dated {-age:.0f}s in the future",
+        )
+    return CheckResult.passed("freshness", f"answer {max(age, 0.0):.1f}s old")
+
+
 def blocked_at_once(checks: list[CheckResult]) -> bool:
     """R3.3: revoked, quarantined or stage not allowed -> no download at all."""
     stop = {ReasonCode.REVOKED, ReasonCode.QUARANTINED, ReasonCode.STAGE_NOT_ALLOWED}
@@ -306,7 +333,11 @@ def _decision(
 
 
 def _recheck_after_warmup(
-    client: RegistryClient, record: VersionRecord, environment: str
+    client: RegistryClient,
+    record: VersionRecord,
+    environment: str,
+    max_age: float = 300.0,
+    skew: float = 60.0,
 ) -> list[CheckResult]:
     """R9 chaos: the record may have been revoked or quarantined while warming up."""
     from trustload.checks.revocation import check_quarantined, check_revoked
@@ -320,6 +351,7 @@ def _recheck_after_warmup(
     except TrustloadError as exc:
         return [CheckResult.failed("recheck", exc.code, f"after warm-up: {exc.message}")]
     out = [
+        check_freshness(now_record, utc_now(), max_age, skew),
         timed(
             "recheck_revoked", lambda: check_revoked(now_record.revoked, now_record.revoked_reason)
         ),
@@ -416,6 +448,9 @@ def _run(
         failed = CheckResult.failed("registry", exc.code, exc.message)
         failed = failed.with_ms((time.perf_counter() - t0) * 1000.0)
         return deny([failed], record=None, requester=requester, policy_digest=None)
+    fresh = check_freshness(record, utc_now(), gate.max_staleness, gate.clock_skew)
+    if not fresh.ok:
+        return deny([fresh], record=record, requester=requester, policy_digest=None)
     checks.append(
         CheckResult.passed(
             "registry",
@@ -505,7 +540,9 @@ def _run(
             decision.checks.append(
                 CheckResult.failed("warmup", code, f"{type(exc).__name__}: {exc}")
             )
-        decision.checks.extend(_recheck_after_warmup(client, record, env))
+        decision.checks.extend(
+            _recheck_after_warmup(client, record, env, gate.max_staleness, gate.clock_skew)
+        )
         if not decision.permitted:
             decision.event = Event.STARTUP_DENY
             return GateResult(decision, record, None, None)

@@ -203,6 +203,7 @@ def parse_record(doc: Any) -> VersionRecord:
         change_ticket=_str(doc, "change_ticket", optional=True),
         publisher=_str(doc, "publisher", optional=True),
         created_at=_time(doc.get("created_at"), "created_at"),
+        served_at=_time(doc.get("served_at"), "served_at"),
         files=files,
     )
 
