@@ -115,14 +115,18 @@ def revoke(reg: RunningRegistry, name: str, version: str, reason: str = "test") 
         assert r.status_code == 200, r.text
 
 
-def configure_gate(gate_toml: Path, *, refresh: float = 0.5, max_staleness: int = 300) -> None:
+def configure_gate(
+    gate_toml: Path, *, refresh: float = 0.5, max_staleness: int = 300, offline_start: bool = False
+) -> None:
     """Short refresh interval, any free port, and a staleness limit for the tests."""
     text = gate_toml.read_text()
+    text = re.sub(r"(?m)^(max_staleness|offline_start) = .*\n", "", text)
     text = re.sub(r"(?m)^refresh_interval = .*$", f"refresh_interval = {refresh}", text)
     text = re.sub(r"(?m)^listen = .*$", 'listen = "127.0.0.1:0"', text)
     text = re.sub(
         r'(?m)^environment = "prod"$',
-        f'environment = "prod"\nmax_staleness = {max_staleness}',
+        f'environment = "prod"\nmax_staleness = {max_staleness}\n'
+        f"offline_start = {'true' if offline_start else 'false'}",
         text,
     )
     gate_toml.write_text(text)

@@ -203,20 +203,34 @@ def test_chaos_revocation_during_warmup_keeps_previous(
 def test_registry_down_staleness_limit_then_not_ready(running_registry: RunningRegistry) -> None:
     env = running_registry.env
     publish_signed(running_registry, "risk", "1", [1.0, -1.0], 0.0)
-    configure_gate(env.gate_config, refresh=0.3, max_staleness=2)
+    configure_gate(env.gate_config, refresh=0.3, max_staleness=3)
     serving = _serve(env.gate_config)
+
+    def scrape() -> tuple[int, float]:
+        with serving.http() as http:
+            ready = http.get("/v2/health/ready").status_code
+            text = http.get("/metrics").text
+        (line,) = [
+            ln
+            for ln in text.splitlines()
+            if ln.startswith("trustload_registry_contact_age_seconds ")
+        ]
+        return ready, float(line.split()[1])
+
     try:
         assert _version(serving) == "1"
         running_registry.stop()
-        # Still serving right after the Registry went away (inside max_staleness) ...
-        with serving.http() as http:
-            assert http.get("/v2/health/ready").status_code == 200
-        # ... and not ready once max_staleness has passed without contact.
-        wait_until(
-            lambda: serving.http().get("/v2/health/ready").status_code == 503,
-            timeout=10,
-            what="not ready after max_staleness",
-        )
+        seen: list[tuple[int, float]] = []
+
+        def not_ready() -> bool:
+            seen.append(scrape())
+            return seen[-1][0] == 503
+
+        wait_until(not_ready, timeout=15, what="not ready after max_staleness")
+        # Ready exactly while the last Registry contact was younger than max_staleness.
+        for ready, age in seen[:-1]:
+            assert ready == 200 and age <= 3.5
+        assert seen[-1][1] >= 3.0
         with serving.http() as http:
             assert infer(http, "risk", [[1.0, 1.0]]).status_code == 503
             assert "trustload_refresh_failures_total" in http.get("/metrics").text
@@ -277,3 +291,44 @@ def test_clean_stop_on_sigint(running_registry: RunningRegistry, sig: str) -> No
     serving.proc.send_signal(getattr(signal, sig))
     assert serving.proc.wait(20) == 0
     serving.stop()
+
+
+def test_registry_down_at_startup_denied_unless_fresh_offline_record(
+    running_registry: RunningRegistry,
+) -> None:
+    env = running_registry.env
+    publish_signed(running_registry, "risk", "1", [1.0, -1.0], 0.0)
+    configure_gate(env.gate_config, max_staleness=120, offline_start=True)
+    serving = _serve(env.gate_config)  # online start: remembers the Registry's record
+    assert serving.stop() == 0
+    running_registry.stop()
+    log = env.root / "audit.jsonl"
+
+    # offline_start + a record younger than max_staleness: starts from the cache, re-verified.
+    serving = _serve(env.gate_config)
+    try:
+        assert _version(serving) == "1"
+    finally:
+        assert serving.stop() == 0
+    permits = [e for e in audit_events(log) if e["event"] == "startup_permit"]
+    offline = [c for c in permits[-1]["checks"] if c["name"] == "offline_start"]
+    assert offline and offline[0]["ok"] and "Registry unreachable" in offline[0]["detail"]
+    assert {c["name"] for c in permits[-1]["checks"]} >= {"signature", "attestation", "load"}
+
+    # The same record, aged past max_staleness (freeze attack): denied.
+    (record_file,) = (env.root / "state").glob("record-*.json")
+    doc = json.loads(record_file.read_text())
+    doc["fetched_at"] = "2020-01-01T00:00:00Z"
+    record_file.write_text(json.dumps(doc))
+    res = run_serve(env.gate_config, "risk@production")
+    assert isinstance(res, subprocess.CompletedProcess) and res.returncode == 1
+    last = audit_events(log)[-1]
+    assert last["event"] == "startup_deny" and last["reasons"] == ["REGISTRY_UNAVAILABLE"]
+    assert "max_staleness" in last["checks"][0]["detail"]
+
+    # Without offline_start: a Registry that is down denies start-up.
+    configure_gate(env.gate_config, max_staleness=120, offline_start=False)
+    res = run_serve(env.gate_config, "risk@production")
+    assert isinstance(res, subprocess.CompletedProcess) and res.returncode == 1
+    decision = json.loads(res.stderr.decode()[res.stderr.decode().index("{") :])
+    assert decision["reasons"] == ["REGISTRY_UNAVAILABLE"]

@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Gate the model at start-up, then serve it (OIP v2) and keep re-checking it."""
         import signal
+        import threading
         from contextlib import contextmanager
 
         import uvicorn
@@ -106,6 +107,22 @@ def register(app: typer.Typer) -> None:
         hook = barrier_hook(Path(barrier)) if barrier else None
         metrics = Metrics()
         runtime = ServingRuntime(cfg, ref, metrics=metrics, warmup_hook=hook)
+        stop = threading.Event()
+        servers: list[uvicorn.Server] = []
+
+        # Installed before the gate runs: a SIGTERM during start-up (a long download)
+        # still ends in a clean stop, never a half-started server.
+        def _exit(signum: int, frame: object) -> None:
+            stop.set()
+            for s in servers:
+                s.should_exit = True
+
+        def _hup(signum: int, frame: object) -> None:
+            runtime.request_refresh()
+
+        signal.signal(signal.SIGTERM, _exit)
+        signal.signal(signal.SIGINT, _exit)
+        signal.signal(signal.SIGHUP, _hup)
         try:
             doc = runtime.start()
         except StartupDenied as denied:
@@ -114,12 +131,6 @@ def register(app: typer.Typer) -> None:
             sys.stderr.flush()
             runtime.stop()
             raise SystemExit(1) from None
-        active = runtime.current()
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        what = f"{active.name}@{active.version}" if active else str(ref)
-        sys.stdout.write(f"serving {what} on http://{shown}:{port} ({doc.get('event')})\n")
-        sys.stdout.flush()
 
         class _Server(uvicorn.Server):
             @contextmanager
@@ -139,16 +150,18 @@ def register(app: typer.Typer) -> None:
                 h11_max_incomplete_event_size=64 * 1024,
             )
         )
+        servers.append(server)
+        if stop.is_set():
+            runtime.stop()
+            sock.close()
+            return
+        active = runtime.current()
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        what = f"{active.name}@{active.version}" if active else str(ref)
+        sys.stdout.write(f"serving {what} on http://{shown}:{port} ({doc.get('event')})\n")
+        sys.stdout.flush()
 
-        def _exit(signum: int, frame: object) -> None:
-            server.should_exit = True
-
-        def _hup(signum: int, frame: object) -> None:
-            runtime.request_refresh()
-
-        signal.signal(signal.SIGTERM, _exit)
-        signal.signal(signal.SIGINT, _exit)
-        signal.signal(signal.SIGHUP, _hup)
         runtime.start_refresh_loop()
         try:
             server.run(sockets=[sock])

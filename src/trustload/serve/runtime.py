@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trustload.audit import AuditLog
@@ -54,7 +55,14 @@ from trustload.facts import ModelRef, TrustedState, VersionRecord
 from trustload.metrics import Metrics
 from trustload.serve.active import ActiveModel
 from trustload.serve.loader import LoadedModel, load_verified
-from trustload.state import forget_healthy, healthy_versions, record_healthy, save_state
+from trustload.state import (
+    forget_healthy,
+    healthy_versions,
+    load_last_record,
+    record_healthy,
+    save_last_record,
+    save_state,
+)
 
 if TYPE_CHECKING:
     from trustload.client.api import RegistryClient
@@ -176,7 +184,9 @@ class ServingRuntime:
             self._client = RegistryClient(self.config.registry)
         return self._client
 
-    def _gate(self, ref: ModelRef, event: Event) -> GateResult:
+    def _gate(
+        self, ref: ModelRef, event: Event, client: RegistryClient | None = None
+    ) -> GateResult:
         fn = self._gate_fn
         if fn is None:
             from trustload.gate import run_gate
@@ -196,7 +206,7 @@ class ServingRuntime:
         return fn(
             config,
             ref,
-            client=self.client(),
+            client=client or self.client(),
             record_audit=False,  # the runtime records one decision per attempt, below
             update_state=False,  # advanced only once the model is actually published
             event=event,
@@ -243,14 +253,22 @@ class ServingRuntime:
             self.metrics.set_loaded(model.name, model.version, model.artifact_digest)
 
     # ------------------------------------------------------------------ one attempt
-    def _attempt(self, ref: ModelRef, event: Event) -> tuple[ActiveModel | None, dict[str, Any]]:
+    def _attempt(
+        self,
+        ref: ModelRef,
+        event: Event,
+        *,
+        offline: tuple[RegistryClient, str] | None = None,
+    ) -> tuple[ActiveModel | None, dict[str, Any]]:
         """Gate, load, warm up and re-check one candidate beside whatever is serving.
 
         Returns the ready model (not yet published) or None, and the recorded decision.
+        ``offline`` = (a client answering from the cached record, why that is allowed):
+        the Registry re-check is then replaced by that statement.
         """
         started = time.perf_counter()
         try:
-            result = self._gate(ref, event)
+            result = self._gate(ref, event, None if offline is None else offline[0])
         except TrustloadError as exc:
             decision = Decision(
                 event=event,
@@ -261,7 +279,7 @@ class ServingRuntime:
             )
             return None, self._finish(decision, event, started)
         decision = result.decision
-        if result.decision.permitted and result.record is not None:
+        if result.decision.permitted and result.record is not None and offline is None:
             self._contact()
         if not decision.permitted or result.record is None or result.layout is None:
             if not decision.checks:
@@ -293,6 +311,8 @@ class ServingRuntime:
             return CheckResult.passed("warmup", "warm-up inference succeeded")
 
         def recheck() -> CheckResult:
+            if offline is not None:
+                return CheckResult.passed("offline_start", offline[1])
             fresh = self.client().get_version(record.name, record.version)
             self._contact()
             bad = [
@@ -314,7 +334,12 @@ class ServingRuntime:
                     )
             return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
 
-        for name, step in (("load", load), ("warmup", warmup), ("registry_recheck", recheck)):
+        steps = (
+            ("load", load),
+            ("warmup", warmup),
+            ("offline_start" if offline else "registry_recheck", recheck),
+        )
+        for name, step in steps:
             check = timed(name, step)
             decision.checks.append(check)
             if not check.ok:
@@ -333,7 +358,9 @@ class ServingRuntime:
             decision.requested = str(self.ref)
         return self._record(decision)
 
-    def _accept(self, active: ActiveModel, *, advance_state: bool) -> None:
+    def _accept(
+        self, active: ActiveModel, *, advance_state: bool, save_record: bool = True
+    ) -> None:
         """Publish ``active`` (the atomic swap) and remember it as healthy."""
         previous = self._model
         self._publish(active)
@@ -352,6 +379,8 @@ class ServingRuntime:
                 ),
             )
         record_healthy(state_dir, rec.name, self.environment, rec.version, rec.artifact_digest)
+        if advance_state and save_record:
+            self._remember(rec)
         if previous is None:
             self._lifecycle("serving_ready", rec)
         else:
@@ -367,12 +396,92 @@ class ServingRuntime:
                 self._accept(active, advance_state=True)
                 return doc
             denied_version = doc.get("version")
-            if ReasonCode.REVOKED in doc.get("reasons", []) and denied_version:
+            reasons = doc.get("reasons", [])
+            if ReasonCode.REVOKED in reasons and denied_version:
                 self._revoked_versions.add(str(denied_version))
+            if reasons == [ReasonCode.REGISTRY_UNAVAILABLE]:
+                offline = self._offline_start() if self.config.gate.offline_start else None
+                if offline is not None:
+                    return offline
+                raise StartupDenied(doc)  # every other path needs the Registry too
             rolled = self._rollback(exclude={str(denied_version)} if denied_version else set())
             if rolled is not None:
                 return rolled
             raise StartupDenied(doc)
+
+    def _offline_start(self) -> dict[str, Any] | None:
+        """Start from the last Registry record if it is younger than ``max_staleness``."""
+        from trustload.client.api import RecordError, parse_record
+        from trustload.serve.offline import CachedRecordClient
+
+        limit = self.config.gate.max_staleness
+        started = time.perf_counter()
+
+        def refuse(detail: str) -> None:
+            decision = Decision(
+                event=Event.STARTUP_DENY,
+                checks=[
+                    CheckResult.failed("offline_start", ReasonCode.REGISTRY_UNAVAILABLE, detail)
+                ],
+                requested=str(self.ref),
+                model=self.ref.name,
+                environment=self.environment,
+            )
+            self._finish(decision, Event.STARTUP_PERMIT, started)
+
+        try:
+            cached = load_last_record(self.config.gate.state_dir, self.ref.name, self.environment)
+        except TrustloadError as exc:
+            refuse(f"cached Registry record unusable: {exc.message}")
+            return None
+        if cached is None or cached.get("ref") != self.ref.ref:
+            refuse(f"no cached Registry record for {self.ref}")
+            return None
+        try:
+            fetched_at = datetime.fromisoformat(str(cached["fetched_at"]))
+            record = parse_record(cached["record"])
+        except (ValueError, KeyError, RecordError) as exc:
+            refuse(f"cached Registry record unusable: {exc}")
+            return None
+        age = (utc_now() - fetched_at).total_seconds()
+        if fetched_at.tzinfo is None or age < 0 or age >= limit:
+            refuse(
+                f"cached Registry record is {age:.0f}s old; offline start needs < {limit}s "
+                "(max_staleness)"
+            )
+            return None
+        why = (
+            f"Registry unreachable; started from its record of {cached['fetched_at']} "
+            f"({age:.0f}s old < max_staleness {limit}s)"
+        )
+        client = CachedRecordClient(self.config.registry, record)
+        try:
+            active, doc = self._attempt(self.ref, Event.STARTUP_PERMIT, offline=(client, why))
+        finally:
+            client.close()
+        if active is None:
+            return None
+        # Freshness keeps counting from the record's real age, not from now.
+        self._last_contact = self._clock() - age
+        self.metrics.registry_contact(self._last_contact)
+        self._accept(active, advance_state=True, save_record=False)
+        return doc
+
+    def _remember(self, record: VersionRecord) -> None:
+        """Keep the last answer for our reference (offline start needs it, fresh)."""
+        from trustload.serve.offline import record_document
+
+        try:
+            save_last_record(
+                self.config.gate.state_dir,
+                self.ref.name,
+                self.environment,
+                self.ref.ref,
+                record_document(record),
+                rfc3339(utc_now()),
+            )
+        except OSError as exc:
+            log.warning("could not save the last Registry record: %s", exc)
 
     def _rollback(self, exclude: set[str]) -> dict[str, Any] | None:
         """Re-verify and publish the newest previous healthy version, if any passes."""
@@ -437,6 +546,7 @@ class ServingRuntime:
                 )
             return
         self._contact()
+        self._remember(target)
         if current is not None and standing is not None:
             bad = [
                 c
