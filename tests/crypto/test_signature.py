@@ -414,3 +414,58 @@ def test_cache_layout_blobs(model_dir: Path, keypair: tuple[Path, Path], tmp_pat
     victim.write_bytes(victim.read_bytes() + b"!")
     out = check_model_signature(layout, data, anchors_for(pub), now=NOW)
     assert out.result.code == ReasonCode.SIGNATURE_INVALID
+
+
+def _signed_statement_bundle(key: Path, statement: dict[str, object]) -> bytes:
+    from tests.crypto.helpers import envelope_json, load_key
+
+    return json.dumps(
+        {
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": []},
+            "dsseEnvelope": envelope_json(load_key(key), json.dumps(statement).encode()),
+        }
+    ).encode()
+
+
+def test_signed_but_hostile_manifests(model_dir: Path, keypair: tuple[Path, Path]) -> None:
+    """A trusted signer's statement that is malformed or unsafe is still refused."""
+    from trustload.formats.oms import Resource, build_statement, root_digest
+
+    key, pub = keypair
+    entries = measure(model_dir).files
+    good = [Resource(e.path, None, None, e.sha256) for e in entries]
+
+    def stmt(resources: list[Resource], method: str = "files", shard: int | None = None) -> dict:  # type: ignore[type-arg]
+        return build_statement(model_dir.name, method, resources, shard)
+
+    hostile: dict[str, dict] = {  # type: ignore[type-arg]
+        "traversal": stmt([*good, Resource("../outside", None, None, "0" * 64)]),
+        "absolute": stmt([*good, Resource("/etc/passwd", None, None, "0" * 64)]),
+        "dot-dir": stmt([Resource(".", None, None, good[0].digest)]),
+    }
+    dup = stmt(good)
+    dup["predicate"]["resources"].append(dict(dup["predicate"]["resources"][0]))  # type: ignore[index]
+    hostile["duplicate-resource"] = dup
+    wrong_root = stmt(good)
+    wrong_root["subject"][0]["digest"]["sha256"] = "0" * 64  # type: ignore[index]
+    hostile["subject-not-covering"] = wrong_root
+    other_pred = stmt(good)
+    other_pred["predicateType"] = "https://model_signing/Digests/v0.1"
+    hostile["old-predicate"] = other_pred
+    symlinks = stmt(good)
+    symlinks["predicate"]["serialization"]["allow_symlinks"] = True  # type: ignore[index]
+    hostile["allow-symlinks"] = symlinks
+    md5 = stmt(good)
+    md5["predicate"]["serialization"]["hash_type"] = "md5"  # type: ignore[index]
+    hostile["md5"] = md5
+    gap = [Resource("model.onnx", 0, 10, "0" * 64), Resource("model.onnx", 20, 30, "0" * 64)]
+    hostile["shard-gap"] = stmt(gap, "shards", 10)
+    two_subjects = stmt(good)
+    two_subjects["subject"].append({"name": "x", "digest": {"sha256": root_digest(good)}})  # type: ignore[attr-defined]
+    hostile["two-subjects"] = two_subjects
+    for name, statement in hostile.items():
+        ok, code, detail = verify(model_dir, _signed_statement_bundle(key, statement), pub)
+        assert not ok and code == ReasonCode.SIGNATURE_INVALID, (name, detail)
+    # Sanity: the same construction with the honest statement verifies.
+    assert verify(model_dir, _signed_statement_bundle(key, stmt(good)), pub)[0]
