@@ -154,10 +154,6 @@ class KeylessResult:
     signer: str
 
 
-def _code_for(exc: Exception) -> ReasonCode:
-    return ReasonCode.SIGNATURE_INVALID
-
-
 def verify_keyless(
     raw: bytes,
     *,
