@@ -192,3 +192,28 @@ def test_attestation_check_never_passes_garbage(data: bytes) -> None:
         [ReasonCode.ATTESTATION_INVALID],
         [ReasonCode.ATTESTATION_MISSING],
     )
+
+
+@SETTINGS
+@given(statement_like | json_values)
+def test_signed_arbitrary_statements_never_pass(tmp_path_factory: Any, obj: Any) -> None:
+    """Even signed by the trusted key, an arbitrary statement never verifies a model."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.crypto.helpers import envelope_json
+    from trustload.crypto.keys import public_pem
+
+    d: Path = tmp_path_factory.mktemp("signed")
+    (d / "m.bin").write_bytes(b"model")
+    key = ec.generate_private_key(ec.SECP256R1())
+    bundle = json.dumps(
+        {
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"publicKey": {"hint": ""}, "tlogEntries": []},
+            "dsseEnvelope": envelope_json(key, json.dumps(obj).encode()),
+        }
+    ).encode()
+    anchors = TrustAnchors(public_keys=(public_pem(key.public_key()),))
+    out = check_model_signature(ModelLayout.from_path(d / "m.bin"), bundle, anchors, now=NOW)
+    assert not out.result.ok
+    assert out.result.code == ReasonCode.SIGNATURE_INVALID
