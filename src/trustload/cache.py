@@ -273,7 +273,7 @@ class BlobCache:
         ``state`` always describes exactly the bytes on disk that were hashed, so a
         connection that drops mid-way leaves a prefix the next attempt resumes.
         """
-        from trustload.client.transport import translate
+        from trustload.client.transport import RateFloor, translate
 
         with client.open_blob(f"sha256:{hexdigest}", offset=state.have) as resp:
             if state.have and resp.status_code != 206:
@@ -294,9 +294,11 @@ class BlobCache:
                 )
             os.lseek(fd, state.have, os.SEEK_SET)
             h = state.h
+            floor = RateFloor(client.cfg.min_download_rate, client.cfg.slow_grace, str(resp.url))
             try:
                 for chunk in resp.iter_raw():
                     n = len(chunk)
+                    floor.update(n)
                     if state.have + n > cap:
                         raise CacheDigestError(
                             f"registry sent more than the {cap} bytes recorded for "

@@ -46,6 +46,10 @@ class RegistryClientConfig(_Strict):
     read_timeout: float = 30.0
     retries: int = 3
     max_download_bytes: int = 64 * 1024**3
+    # Slow-retrieval floor (TUF): after slow_grace seconds an answer must average at least
+    # min_download_rate bytes/s, or it is dropped (a drip-feed never trips read_timeout).
+    min_download_rate: int = 16 * 1024
+    slow_grace: float = 30.0
 
     @field_validator("url")
     @classmethod

@@ -377,6 +377,28 @@ def status_error(status: int, body: bytes, url: str) -> RegistryHTTPError:
     return RegistryHTTPError(code, text, status, registry_code)
 
 
+class RateFloor:
+    """TUF slow retrieval: a server that drip-feeds an answer never trips the per-read
+    timeout, so the average rate since the first byte is checked after a grace period."""
+
+    def __init__(self, min_rate: int, grace: float, url: str) -> None:
+        self.min_rate = min_rate
+        self.grace = grace
+        self.url = url
+        self.started = time.monotonic()
+        self.received = 0
+
+    def update(self, n: int) -> None:
+        self.received += n
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.grace and self.received < self.min_rate * elapsed:
+            raise RegistryError(
+                ReasonCode.REGISTRY_UNAVAILABLE,
+                f"{_describe(self.url)} too slow: {self.received} bytes in {elapsed:.1f}s "
+                f"(floor {self.min_rate} B/s after {self.grace:.0f}s): slow-retrieval attack?",
+            )
+
+
 # ------------------------------------------------------------------------ transport
 
 
@@ -542,9 +564,11 @@ class Transport:
                 ReasonCode.REGISTRY_UNAVAILABLE, f"{_describe(url)} answer too large"
             )
         buf = bytearray()
+        floor = RateFloor(self.cfg.min_download_rate, self.cfg.slow_grace, url)
         try:
             for chunk in response.iter_bytes():
                 buf += chunk
+                floor.update(len(chunk))
                 if len(buf) > limit:
                     if strict:
                         raise RegistryError(
