@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from trustload.facts import ModelCard, VersionRecord
 from trustload.metrics import Metrics
 from trustload.serve.active import ActiveModel
 from trustload.serve.app import create_app
-from trustload.serve.loader import load_verified
+from trustload.serve.loader import LoadedModel, TensorSpec, load_verified
 
 from .onnx_models import write_model
 
@@ -168,3 +170,45 @@ def test_metrics_exposition(served: tuple[_State, TestClient, Metrics]) -> None:
     assert "trustload_registry_contact_age_seconds" in text
     # Two runtimes in one process do not share (or collide on) metric registries.
     assert Metrics().render() != metrics.render()
+
+
+class _BlockingModel(LoadedModel):
+    """A model whose inference waits for the test (limits are the thing under test)."""
+
+    format = "test"
+
+    def __init__(self) -> None:
+        super().__init__([TensorSpec("x", "FP32", (-1, 2))], [TensorSpec("y", "FP32", (-1, 2))])
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def infer(self, feeds):  # type: ignore[no-untyped-def]
+        self.started.set()
+        self.release.wait(10)
+        return {"y": feeds["x"]}
+
+
+def test_timeout_and_concurrency_limits(tmp_path: Path) -> None:
+    model = _BlockingModel()
+    state = _State(ActiveModel(_record("sha256:" + "0" * 64), model, {}, datetime.now(UTC)))
+    cfg = ServeConfig(max_concurrency=1, request_timeout=0.3)
+    with TestClient(create_app(state, cfg, Metrics())) as client:  # one event loop
+        _limits(client, model)
+
+
+def _limits(client: TestClient, model: _BlockingModel) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    # The first request times out (504) but its worker still holds the only slot ...
+    assert client.post("/v2/models/risk/infer", json=body).status_code == 504
+    assert model.started.is_set()
+    # ... so a second one cannot start: 503 instead of an unbounded pile-up.
+    assert client.post("/v2/models/risk/infer", json=body).status_code == 503
+    model.release.set()
+    model.started.clear()
+    # Once the stuck inference really finished, the slot is free again.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        res = client.post("/v2/models/risk/infer", json=body)
+        if res.status_code == 200:
+            break
+    assert res.status_code == 200 and res.json()["outputs"][0]["data"] == [1.0, 2.0]

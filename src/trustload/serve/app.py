@@ -130,6 +130,14 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
     # Every element costs at least one byte in JSON, so this is a safe upper bound.
     max_elements = max(1, config.max_request_bytes)
 
+    async def _infer_then_release(
+        active: ActiveModel, feeds: dict[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        try:
+            return await run_in_threadpool(active.model.infer, feeds)
+        finally:
+            slots.release()
+
     @app.get("/v2/health/live")
     async def live() -> Response:
         if state.live():
@@ -194,16 +202,15 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
                 await asyncio.wait_for(slots.acquire(), timeout=config.request_timeout)
             except TimeoutError as exc:
                 raise _HTTPError(503, "too many concurrent inferences") from exc
+            task = asyncio.ensure_future(_infer_then_release(active, feeds))
             try:
-                outputs = await asyncio.wait_for(
-                    run_in_threadpool(active.model.infer, feeds), timeout=config.request_timeout
-                )
+                # shield: on timeout the client gets 504 at once, while the slot stays
+                # taken until the worker thread really finishes (a strict bound).
+                outputs = await asyncio.wait_for(asyncio.shield(task), config.request_timeout)
             except TimeoutError as exc:
                 raise _HTTPError(504, "inference timed out") from exc
             except Exception as exc:  # runtime library errors become a 400
                 raise _HTTPError(400, f"inference failed: {type(exc).__name__}") from exc
-            finally:
-                slots.release()
         except _HTTPError as exc:
             metrics.inference_requests.labels(outcome=str(exc.status)).inc()
             return _error(exc.status, exc.message)

@@ -1,0 +1,95 @@
+"""Pure pieces of the runtime: standing re-checks, healthy history, cached records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from trustload.client.api import parse_record
+from trustload.decision import ReasonCode
+from trustload.digests import FileEntry
+from trustload.errors import TrustloadError
+from trustload.facts import ModelCard, VersionRecord
+from trustload.serve.offline import record_document
+from trustload.serve.runtime import standing_checks
+from trustload.state import (
+    forget_healthy,
+    healthy_versions,
+    load_last_record,
+    record_healthy,
+    save_last_record,
+)
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _record(**over: object) -> VersionRecord:
+    card = ModelCard("A", "credit", ("credit_scoring",), datetime(2099, 1, 1, tzinfo=UTC), "onnx")
+    base = VersionRecord(
+        name="risk", version="2", stage="Approved", artifact_digest=DIGEST, artifact_size=3,
+        kind="file", format="onnx", policy_digest="sha256:" + "11" * 32, git_sha="g" * 40,
+        container_digest="sha256:" + "22" * 32, dataset_snapshot="ds", revoked=False,
+        quarantined=False, card=card, alias="production", alias_revision=4,
+        files=(FileEntry("model.onnx", "ab" * 32, 3),),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    return dataclasses.replace(base, **over)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "over,env,expected",
+    [
+        ({}, "prod", []),
+        ({"revoked": True, "revoked_reason": "bad"}, "prod", [ReasonCode.REVOKED]),
+        ({"quarantined": True}, "prod", [ReasonCode.QUARANTINED]),
+        ({"stage": "Staging"}, "prod", [ReasonCode.STAGE_NOT_ALLOWED]),
+        ({"stage": "Staging"}, "staging", []),
+        ({"stage": "Archived"}, "staging", [ReasonCode.STAGE_NOT_ALLOWED]),
+        ({"artifact_digest": "sha256:" + "cd" * 32}, "prod", [ReasonCode.DIGEST_MISMATCH]),
+        (
+            {"revoked": True, "quarantined": True},
+            "prod",
+            [ReasonCode.REVOKED, ReasonCode.QUARANTINED],
+        ),
+    ],
+)
+def test_standing_checks(over: dict[str, object], env: str, expected: list[ReasonCode]) -> None:
+    codes = [c.code for c in standing_checks(_record(**over), env, DIGEST) if not c.ok]
+    assert codes == expected
+
+
+def test_healthy_history_order_forget_and_bound(tmp_path: Path) -> None:
+    assert healthy_versions(tmp_path, "risk", "prod") == []
+    for v in ("1", "2", "1", "3"):
+        record_healthy(tmp_path, "risk", "prod", v, f"sha256:{v * 64}")
+    assert [h["version"] for h in healthy_versions(tmp_path, "risk", "prod")] == ["2", "1", "3"]
+    forget_healthy(tmp_path, "risk", "prod", "1")
+    assert [h["version"] for h in healthy_versions(tmp_path, "risk", "prod")] == ["2", "3"]
+    assert healthy_versions(tmp_path, "risk", "staging") == []  # per environment
+    for i in range(40):
+        record_healthy(tmp_path, "risk", "prod", str(i), DIGEST)
+    assert len(healthy_versions(tmp_path, "risk", "prod")) == 16
+
+
+def test_corrupt_history_fails_closed(tmp_path: Path) -> None:
+    record_healthy(tmp_path, "risk", "prod", "1", DIGEST)
+    (path,) = tmp_path.glob("healthy-*.json")
+    path.write_text("{torn")
+    with pytest.raises(TrustloadError) as exc:
+        healthy_versions(tmp_path, "risk", "prod")
+    assert exc.value.code is ReasonCode.DOWNGRADE_BLOCKED
+
+
+def test_cached_record_round_trips_through_the_strict_parser(tmp_path: Path) -> None:
+    rec = _record()
+    doc = record_document(rec)
+    assert parse_record(json.loads(json.dumps(doc))) == rec
+    save_last_record(tmp_path, "risk", "prod", "production", doc, "2026-01-01T00:00:00Z")
+    cached = load_last_record(tmp_path, "risk", "prod")
+    assert cached is not None and cached["ref"] == "production"
+    assert parse_record(cached["record"]) == rec
+    assert load_last_record(tmp_path, "other", "prod") is None
