@@ -240,6 +240,15 @@ class ServingRuntime:
             "environment": self.environment,
             "at": rfc3339(utc_now()),
         }
+        if model is not None:  # the R7 identity of what is (or was) served
+            doc.update(
+                policy_digest=model.policy_digest,
+                git_sha=model.git_sha,
+                container_digest=model.container_digest,
+                dataset_snapshot=model.dataset_snapshot,
+                tenant=model.card.tenant_id,
+                domain=model.card.domain,
+            )
         doc.update(extra)
         self.audit.append(doc)
         log.info("%s %s", event, {k: v for k, v in doc.items() if k != "at"})
