@@ -307,3 +307,24 @@ def test_model_keeps_its_tenant(shared_registry, model):
     with shared_registry.admin(tenant="A") as c:
         resp = publish_bytes(c, model, "2", b"moved", card=default_card("B"))
     assert resp.status_code == 409
+
+
+def test_concurrent_alias_moves_get_distinct_revisions(shared_registry, model):
+    """Revisions never repeat, even when admins move an alias at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with shared_registry.admin() as c:
+        assert publish_bytes(c, model, "2", b"v2 for concurrency").status_code == 201
+        assert c.put(f"/v1/models/{model}/aliases/live", json={"version": "1"}).status_code == 200
+
+    def move(i: int) -> int:
+        with shared_registry.admin() as c:
+            resp = c.put(f"/v1/models/{model}/aliases/live", json={"version": str(1 + i % 2)})
+            assert resp.status_code == 200, resp.text
+            return resp.json()["revision"]
+
+    with ThreadPoolExecutor(8) as pool:
+        revisions = list(pool.map(move, range(16)))
+    assert sorted(revisions) == list(range(2, 18))
+    with shared_registry.consumer() as c:
+        assert c.get(f"/v1/models/{model}/resolve/live").json()["alias_revision"] == 17

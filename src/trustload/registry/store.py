@@ -59,6 +59,7 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_REASON = 2000
 MAX_LOG_PAGE = 1000
+WRITE_OPTION = "trustload_write"
 
 
 class Base(DeclarativeBase):
@@ -239,7 +240,7 @@ _PG_LOCK_KEY = 0x7472757374  # "trust"
 def migrate(engine: Engine) -> list[int]:
     """Bring the schema to the newest version; return the migrations applied now."""
     applied_now: list[int] = []
-    with engine.begin() as conn:
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         cast(Table, SchemaVersion.__table__).create(conn, checkfirst=True)
@@ -278,11 +279,19 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # We emit BEGIN ourselves (below): pysqlite's implicit one is deferred and
+            # skips DDL, so migrations would not be transactional.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     if url.startswith("postgresql"):
@@ -377,10 +386,14 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
 
     @contextmanager
-    def tx(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+    def tx(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction. ``write`` ones take SQLite's write lock up front (BEGIN
+        IMMEDIATE) so a read-then-write never fails on a stale snapshot under load."""
+        bind = self.write_engine if write else self.engine
+        with Session(bind, expire_on_commit=False) as s, s.begin():
             yield s
 
     # -- helpers -----------------------------------------------------------------
@@ -415,11 +428,12 @@ class Store:
         return m
 
     @staticmethod
-    def _version(s: Session, m: ModelRow, version: str) -> VersionRow:
+    def _version(s: Session, m: ModelRow, version: str, *, lock: bool = False) -> VersionRow:
         check_name(version, "version")
-        v = s.scalars(
-            select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.version == version)
-        ).first()
+        q = select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.version == version)
+        if lock:  # PostgreSQL: row lock, so concurrent governance actions serialise
+            q = q.with_for_update()
+        v = s.scalars(q).first()
         if v is None:
             raise not_found(f"no version {m.name}@{version}")
         return v
@@ -428,7 +442,7 @@ class Store:
         self, caller: Caller, action: str, model: str | None, version: str | None
     ) -> None:
         """Refused governance attempts are governance events too (who tried what)."""
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             self._log(s, caller, "denied", model, version, {"attempted": action})
 
     # -- reads -------------------------------------------------------------------
@@ -521,7 +535,7 @@ class Store:
     # -- writes ------------------------------------------------------------------
 
     def log_blob_upload(self, caller: Caller, hexdigest: str, size: int, created: bool) -> None:
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             self._log(
                 s,
                 caller,
@@ -549,7 +563,7 @@ class Store:
         referenced = self._check_artifact(req, blob_size, blob_read)
         now = rfc3339(utc_now())
         try:
-            with self.tx() as s:
+            with self.tx(write=True) as s:
                 m = s.scalars(select(ModelRow).where(ModelRow.name == name)).first()
                 if m is None:
                     m = ModelRow(name=name, tenant_id=tenant, created_at=now)
@@ -673,9 +687,9 @@ class Store:
     def set_stage(self, name: str, version: str, stage: str, caller: Caller) -> dict[str, Any]:
         if stage not in STAGES:
             raise bad_request(f"stage must be one of {', '.join(STAGES)}")
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             m = self._model(s, name, caller)
-            v = self._version(s, m, version)
+            v = self._version(s, m, version, lock=True)
             if v.revoked and stage != "Archived":
                 raise conflict(f"{name}@{version} is revoked; it can only be archived")
             now = rfc3339(utc_now())
@@ -692,10 +706,18 @@ class Store:
     def set_alias(
         self, name: str, alias: str, version: str, change_ticket: str | None, caller: Caller
     ) -> dict[str, Any]:
+        try:
+            return self._set_alias(name, alias, version, change_ticket, caller)
+        except IntegrityError as exc:  # two first-time creations of one alias at once
+            raise conflict(f"alias {name}@{alias} was created concurrently; retry") from exc
+
+    def _set_alias(
+        self, name: str, alias: str, version: str, change_ticket: str | None, caller: Caller
+    ) -> dict[str, Any]:
         check_name(alias, "alias")
         if change_ticket is not None and (not change_ticket.strip() or len(change_ticket) > 256):
             raise bad_request("change_ticket must be 1..256 characters or null")
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             m = self._model(s, name, caller)
             clash = s.scalars(
                 select(VersionRow.id).where(
@@ -762,9 +784,9 @@ class Store:
 
     def revoke(self, name: str, version: str, reason: str, caller: Caller) -> dict[str, Any]:
         reason = _reason(reason)
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             m = self._model(s, name, caller)
-            v = self._version(s, m, version)
+            v = self._version(s, m, version, lock=True)
             if v.revoked:
                 raise conflict(f"{name}@{version} is already revoked (revocation is final)")
             v.revoked = True
@@ -774,9 +796,9 @@ class Store:
 
     def quarantine(self, name: str, version: str, reason: str, caller: Caller) -> dict[str, Any]:
         reason = _reason(reason)
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             m = self._model(s, name, caller)
-            v = self._version(s, m, version)
+            v = self._version(s, m, version, lock=True)
             if v.revoked:
                 raise conflict(f"{name}@{version} is revoked (final); quarantine is moot")
             v.quarantined = True
@@ -785,9 +807,9 @@ class Store:
             return version_record(m, v, None, rfc3339(utc_now()))
 
     def release(self, name: str, version: str, caller: Caller) -> dict[str, Any]:
-        with self.tx() as s:
+        with self.tx(write=True) as s:
             m = self._model(s, name, caller)
-            v = self._version(s, m, version)
+            v = self._version(s, m, version, lock=True)
             if v.revoked:
                 raise conflict(f"{name}@{version} is revoked; revocation is final")
             if not v.quarantined:
