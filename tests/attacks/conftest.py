@@ -28,4 +28,5 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 
 @pytest.fixture
 def gate(arena: Arena, tmp_path: Path) -> Gate:
+    (tmp_path / "gate").mkdir()
     return Gate(arena, tmp_path / "gate")
