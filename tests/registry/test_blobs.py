@@ -157,6 +157,28 @@ def test_json_body_too_large(shared_registry):
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "BAD_REQUEST"
 
+    def chunked():
+        yield b'{"version": "'
+        for _ in range(9):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    with shared_registry.publisher() as c:
+        resp = c.post(
+            "/v1/models/x/versions", content=chunked(), headers={"content-type": "application/json"}
+        )
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "BAD_REQUEST"
+
+
+def test_errors_are_json_for_unknown_routes_and_methods(shared_registry):
+    with shared_registry.consumer() as c:
+        missing = c.get("/v1/nothing-here")
+        wrong_method = c.delete("/v1/models/x/versions/1")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "BAD_REQUEST"
+
 
 @pytest.fixture
 def small_registry(tmp_path):

@@ -44,8 +44,11 @@ def _error_response(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(ApiError):
+    """Raised from ``receive``: routes see an ApiError, answered as 413 JSON."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "BAD_REQUEST", f"request body larger than {limit} bytes")
 
 
 class BodyLimit:
@@ -87,7 +90,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -98,11 +101,9 @@ class BodyLimit:
 
         try:
             await self.app(scope, bounded_receive, tracking_send)
-        except _BodyTooLarge:
+        except _BodyTooLarge as exc:
             if not started:
-                await _error_response(
-                    413, "BAD_REQUEST", f"request body larger than {limit} bytes"
-                )(scope, receive, send)
+                await _error_response(exc.status, exc.code, exc.message)(scope, receive, send)
 
 
 class BlobResponse(FileResponse):
@@ -197,6 +198,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, ApiError):  # FastAPI wraps errors raised reading a body
+            cause = exc.__cause__
+            return _error_response(cause.status, cause.code, cause.message)
         code = _STATUS_CODES.get(exc.status_code, "BAD_REQUEST")
         return _error_response(exc.status_code, code, str(exc.detail))
 
