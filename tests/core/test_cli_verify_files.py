@@ -167,32 +167,18 @@ def test_custom_policy_denial(signed: Signed, tmp_path):
     assert policy_check["detail"] == "CI requires an attestation"
 
 
-@pytest.mark.parametrize(
-    "problem",
-    [
-        "no-anchor",
-        "half-identity",
-        "key-and-identity",
-        "missing-key-file",
-        "missing-model",
-        "attestation-without-expectations",
-        "expectations-without-attestation",
-        "malformed-rego",
-        "oversized-rego",
-        pytest.param(
-            "unknown-flag",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="cli/main.py (lead-owned) tests click.ClickException, but typer 0.29 "
-                "raises typer._click exceptions, so a bad flag exits 1, not 2",
-            ),
-        ),
-    ],
-)
-def test_usage_errors_exit_2(signed: Signed, tmp_path, problem):
+def _usage_args(signed: Signed, tmp_path: Path, problem: str) -> list:
     base = ["verify-files", signed.model, "--signature", signed.signature]
     key = ["--key", signed.pub]
-    args = {
+    if problem in ("malformed-rego", "oversized-rego"):
+        root = tmp_path / "policy"
+        root.mkdir()
+        if problem == "malformed-rego":
+            (root / "bad.rego").write_text("package registry.download\n\npermit if {\n")
+        else:
+            (root / "big.rego").write_bytes(b"# " * (MAX_FILE_BYTES // 2 + 1))
+        return [*base, *key, "--policy", root, "--json"]
+    return {
         "no-anchor": base,
         "half-identity": [*base, "--certificate-identity", "me@example.com"],
         "key-and-identity": [
@@ -213,17 +199,56 @@ def test_usage_errors_exit_2(signed: Signed, tmp_path, problem):
         ],
         "attestation-without-expectations": [*base, *key, "--attestation", signed.attestation],
         "expectations-without-attestation": [*base, *key, "--git-sha", GIT],
+        "trusted-root-without-identity": [*base, *key, "--trusted-root", signed.pub],
         "unknown-flag": [*base, *key, "--frobnicate"],
-    }.get(problem)
-    if problem in ("malformed-rego", "oversized-rego"):
-        root = tmp_path / "policy"
-        root.mkdir()
-        if problem == "malformed-rego":
-            (root / "bad.rego").write_text("package registry.download\n\npermit if {\n")
-        else:
-            (root / "big.rego").write_bytes(b"# " * (MAX_FILE_BYTES // 2 + 1))
-        args = [*base, *key, "--policy", root, "--json"]
-    out = run(*args)
+    }[problem]
+
+
+USAGE_PROBLEMS = [
+    "no-anchor",
+    "half-identity",
+    "key-and-identity",
+    "missing-key-file",
+    "missing-model",
+    "attestation-without-expectations",
+    "expectations-without-attestation",
+    "trusted-root-without-identity",
+    "malformed-rego",
+    "oversized-rego",
+    "unknown-flag",
+]
+
+
+@pytest.mark.parametrize("problem", USAGE_PROBLEMS)
+def test_usage_errors_exit_2_fast_path(signed: Signed, tmp_path, problem, capsys):
+    """In-process through the typer-free entry point (same validation as the command)."""
+    from trustload.cli.verify_files import fast_main
+
+    args = [str(a) for a in _usage_args(signed, tmp_path, problem)[1:]]
+    assert fast_main(args) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.strip()
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "no-anchor",
+        "missing-model",
+        "malformed-rego",
+        pytest.param(
+            "unknown-flag",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="cli/main.py (lead-owned) tests click.ClickException, but typer 0.29 "
+                "raises typer._click exceptions, so a bad flag exits 1, not 2",
+            ),
+        ),
+    ],
+)
+def test_usage_errors_exit_2(signed: Signed, tmp_path, problem):
+    out = run(*_usage_args(signed, tmp_path, problem))
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert out.stdout == ""
     assert "Traceback" not in out.stderr

@@ -135,7 +135,7 @@ REFERENCE = _shape(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(inputs)
 def test_every_field_always_present(p):
     doc = build_input(p)
