@@ -41,6 +41,7 @@ class Mitm:
         self.on_blob: Callable[[str, bytes], bytes] | None = None
         self.endless: set[str] = set()  # hex digests answered with endless chunked data
         self.drip: dict[str, int] = {}  # hex digest -> announced size, drip-fed byte by byte
+        self.redirect: dict[str, str] = {}  # hex digest -> Location answered (302)
         self.seen: list[str] = []
 
     @property
@@ -73,6 +74,9 @@ class Mitm:
         blob = BLOB.match(path)
         if blob and blob.group(1) in self.endless:
             self._send_endless(h)
+            return
+        if blob and blob.group(1) in self.redirect:
+            h.redirect(self.redirect[blob.group(1)])
             return
         if blob and blob.group(1) in self.drip:
             self._send_drip(h, self.drip[blob.group(1)])
