@@ -94,6 +94,15 @@ def test_download_full_and_ranges(shared_registry, published):
 
         beyond = c.get(url, headers={"Range": f"bytes={len(data)}-"})
         assert beyond.status_code == 416
+        assert beyond.json()["error"]["code"] == "BAD_REQUEST"
+
+        suffix = c.get(url, headers={"Range": "bytes=-100"})
+        assert suffix.status_code == 206 and suffix.content == data[-100:]
+
+        for bad in ("bytes=abc", "items=0-1", "bytes=-", "bytes=9-3"):
+            resp = c.get(url, headers={"Range": bad})
+            assert resp.status_code == 400, bad
+            assert resp.json()["error"]["code"] == "BAD_REQUEST"
 
         head = c.head(url)
         assert head.status_code == 200 and head.content == b""

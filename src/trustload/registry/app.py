@@ -9,6 +9,7 @@ an ASGI middleware before any route reads it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -104,6 +105,24 @@ class BodyLimit:
         except _BodyTooLarge as exc:
             if not started:
                 await _error_response(exc.status, exc.code, exc.message)(scope, receive, send)
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d{0,20})-(\d{0,20})$")
+
+
+def check_range(header: str | None, size: int) -> None:
+    """Answer bad or unsatisfiable single ranges with JSON errors (the file response
+    would answer them in plain text). Several ranges are served as the whole blob."""
+    if header is None or "," in header:
+        return
+    m = _RANGE_RE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise bad_request(f"unsupported Range header {header[:80]!r}")
+    start, end = m.group(1), m.group(2)
+    if start and end and int(end) < int(start):
+        raise bad_request(f"unsupported Range header {header[:80]!r}")
+    if (start and int(start) >= size) or (not start and int(end) == 0):
+        raise ApiError(416, "BAD_REQUEST", f"range not satisfiable: blob is {size} bytes")
 
 
 class BlobResponse(FileResponse):
@@ -244,10 +263,12 @@ def create_app(
         return {"history": store.stage_history(name, version, who)}
 
     @app.api_route("/v1/blobs/sha256/{hexdigest}", methods=["GET", "HEAD"])
-    def get_blob(hexdigest: str, who: Auth) -> Response:
+    def get_blob(hexdigest: str, request: Request, who: Auth) -> Response:
         check_hex(hexdigest)
-        if not store.blob_visible(hexdigest, who) or not blobs.exists(hexdigest):
+        size = blobs.size(hexdigest)
+        if size is None or not store.blob_visible(hexdigest, who):
             raise not_found(f"no blob sha256:{hexdigest}")
+        check_range(request.headers.get("range"), size)
         return BlobResponse(
             blobs.path(hexdigest),
             media_type="application/octet-stream",
