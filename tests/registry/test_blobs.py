@@ -256,3 +256,26 @@ def test_ingest_refuses_and_leaves_nothing(tmp_path, parts, declared, message):
     stored = anyio.run(store.ingest, claimed, _chunks(b"A" * 20, b"A" * 30), 50)
     assert stored.created and store.path(claimed).read_bytes() == b"A" * 50
     assert store.path(claimed).stat().st_mode & 0o222 == 0
+
+
+def test_stalled_upload_is_cut_off(tmp_path):
+    import anyio
+
+    from trustload.registry.blobs import BlobStore
+    from trustload.registry.errors import ApiError
+
+    async def stalled():
+        yield b"A" * 10
+        await anyio.sleep(5)
+        yield b"A" * 40
+
+    store = BlobStore(tmp_path)
+    claimed = _hex(b"A" * 50)
+
+    async def run():
+        return await store.ingest(claimed, stalled(), 50, idle_timeout=0.2)
+
+    with pytest.raises(ApiError, match="stalled") as info:
+        anyio.run(run)
+    assert info.value.status == 408
+    assert list(store.tmp.iterdir()) == [] and not store.exists(claimed)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from anyio import to_thread
 
 from trustload.digests import digests_equal
@@ -26,6 +27,8 @@ from trustload.fsutil import fsync_dir
 from trustload.registry.errors import bad_request
 
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+IDLE_TIMEOUT = 60.0
+"""Seconds an upload may stall between two chunks before it is cut off."""
 WRITE_BATCH = 1024 * 1024
 """Chunks are batched to 1 MiB before hashing/writing in a worker thread: fewer thread
 hops, and hashlib releases the GIL on large updates."""
@@ -77,6 +80,19 @@ class _Sink:
             self.path.unlink()
 
 
+async def _with_idle_timeout(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(seconds):
+                chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise bad_request(f"upload stalled for {seconds:g} s", 408) from exc
+        yield chunk
+
+
 class BlobStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "blobs" / "sha256"
@@ -105,16 +121,24 @@ class BlobStore:
             raise bad_request(f"blob sha256:{hexdigest} is larger than {limit} bytes", 413)
         return data
 
-    async def ingest(self, hexdigest: str, chunks: AsyncIterator[bytes], declared: int) -> Stored:
+    async def ingest(
+        self,
+        hexdigest: str,
+        chunks: AsyncIterator[bytes],
+        declared: int,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> Stored:
         """Store the body if (and only if) it is exactly ``declared`` bytes hashing to
-        ``hexdigest``. On any failure the temp file is removed and nothing is visible."""
+        ``hexdigest``. On any failure the temp file is removed and nothing is visible.
+        A client that sends nothing for ``idle_timeout`` seconds is cut off (408)."""
         check_hex(hexdigest)
         sink = _Sink(self.tmp)
         try:
             pending: list[bytes] = []
             pending_size = 0
             received = 0
-            async for chunk in chunks:
+            async for chunk in _with_idle_timeout(chunks, idle_timeout):
                 if not chunk:
                     continue
                 received += len(chunk)
