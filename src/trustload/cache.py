@@ -25,6 +25,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -137,13 +138,16 @@ class BlobCache:
         """Hash the cached copy again; True iff it is exactly the pinned bytes."""
         path = self.path_for(digest)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # O_NONBLOCK: a FIFO planted under the blob's name must not block the gate.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             return False
         except OSError:
             return False
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
             if size is not None and st.st_size != size:
                 return False
             h = hashlib.sha256()
@@ -281,7 +285,7 @@ class BlobCache:
                 os.ftruncate(fd, 0)
                 state.have, state.h = 0, hashlib.sha256()
             elif state.have:
-                content_range = resp.headers.get("content-range", "")
+                content_range = resp.headers.get("content-range") or ""
                 if not content_range.startswith(f"bytes {state.have}-"):
                     raise RegistryError(
                         ReasonCode.REGISTRY_UNAVAILABLE, f"bad Content-Range {content_range!r:.80}"
@@ -311,10 +315,10 @@ class BlobCache:
             except TrustloadError:
                 raise
             except Exception as exc:  # httpx/OS errors become RegistryError
+                # The handshake and the request already succeeded: whatever breaks
+                # mid-body (reset, TLS EOF, timeout) is an interrupted download.
                 err = translate(exc, str(resp.url))
-                if err.code is ReasonCode.AUTH_FAILED:  # a mid-body close is not an auth failure
-                    err = RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message)
-                raise err from exc
+                raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message) from exc
 
     @contextlib.contextmanager
     def _progress(self, label: str, size: int | None, done: int) -> Iterator[Any]:

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,13 +127,18 @@ def read_verified(path: Path, expected_hex: str, max_bytes: int = DEFAULT_MAX_MO
     ``DIGEST_MISMATCH``: the bytes changed after the gate verified them.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO planted in the cache must not block the loader.
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise LoadError(
             ReasonCode.DIGEST_MISMATCH, f"cannot open verified blob: {exc.strerror}"
         ) from exc
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LoadError(ReasonCode.DIGEST_MISMATCH, "verified blob is not a regular file")
+        size = st.st_size
         if size > max_bytes:
             raise LoadError(
                 ReasonCode.POLICY_DENY, f"model of {size} bytes exceeds the {max_bytes} limit"
