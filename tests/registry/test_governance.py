@@ -95,6 +95,11 @@ def test_publish_refuses_unknown_blobs_and_inconsistent_sizes(shared_registry):
         assert resp.status_code == 422 and _code(resp) == "BAD_REQUEST"
         resp = publish_bytes(c, name, "1", b"abc", unexpected="field")
         assert resp.status_code == 422
+        digest = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        for path in ("../etc/passwd", "/abs", "a//b", ""):
+            files = [{"path": path, "sha256": digest, "size": 3}]
+            resp = publish_bytes(c, name, "1", b"abc", files=files)
+            assert resp.status_code == 400, path
         assert c.get(f"/v1/models/{name}/versions").status_code == 404
 
 

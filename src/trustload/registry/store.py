@@ -48,8 +48,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from trustload.decision import rfc3339, utc_now
-from trustload.digests import FileEntry, manifest_bytes
-from trustload.errors import UsageError
+from trustload.digests import FileEntry, check_relative_path, manifest_bytes
+from trustload.errors import FormatError, UsageError
 from trustload.facts import STAGES
 from trustload.registry.auth import Caller
 from trustload.registry.errors import bad_request, conflict, not_found
@@ -646,6 +646,10 @@ class Store:
         for f in req.files:
             if not re.fullmatch(r"[0-9a-f]{64}", f.sha256) or f.size < 0:
                 raise bad_request(f"bad file entry {f.path!r}")
+            try:
+                check_relative_path(f.path)
+            except FormatError as exc:
+                raise bad_request(exc.message) from exc
             if blob_size(f.sha256) != f.size:
                 raise bad_request(
                     f"file {f.path!r}: no uploaded blob sha256:{f.sha256} of {f.size} bytes"
