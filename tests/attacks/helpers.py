@@ -42,7 +42,9 @@ def with_gate(cfg: ClientFileConfig, **update: Any) -> ClientFileConfig:
     return cfg.model_copy(update={"gate": cfg.gate.model_copy(update=update)})
 
 
-def card(tenant: str = "A", purposes: tuple[str, ...] = ("credit_scoring",), **over: Any) -> dict[str, Any]:
+def card(
+    tenant: str = "A", purposes: tuple[str, ...] = ("credit_scoring",), **over: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tenant_id": tenant,
         "domain": "credit",

@@ -66,7 +66,9 @@ def test_channel_client_certificate_of_other_ca(arena: Arena, gate: Gate) -> Non
         "gate", server=False, spiffe="spiffe://trustload.local/ns/serving/sa/gate"
     )
     cfg = with_registry(gate.cfg, client_cert=rogue.cert, client_key=rogue.key)
-    assert_denied(gate.run(f"{name}@production", cfg), ReasonCode.AUTH_FAILED, cache_dir=gate.cache_dir)
+    assert_denied(
+        gate.run(f"{name}@production", cfg), ReasonCode.AUTH_FAILED, cache_dir=gate.cache_dir
+    )
 
 
 def test_channel_plain_http(arena: Arena, gate: Gate) -> None:
@@ -93,7 +95,9 @@ def test_channel_tls_1_1_only_server(arena: Arena, gate: Gate, impostor) -> None
     srv.context.minimum_version = ssl.TLSVersion.TLSv1
     srv.context.set_ciphers("DEFAULT:@SECLEVEL=0")
     assert_denied(
-        gate.run("risk@production", gate.via(srv.url)), ReasonCode.TLS_POLICY, cache_dir=gate.cache_dir
+        gate.run("risk@production", gate.via(srv.url)),
+        ReasonCode.TLS_POLICY,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -105,7 +109,9 @@ def test_channel_registry_host_not_allowlisted(arena: Arena, gate: Gate) -> None
     name = arena.good()
     cfg = with_registry(gate.cfg, allowlist=["https://registry.internal.example:8443"])
     assert_denied(
-        gate.run(f"{name}@production", cfg), ReasonCode.REGISTRY_NOT_ALLOWED, cache_dir=gate.cache_dir
+        gate.run(f"{name}@production", cfg),
+        ReasonCode.REGISTRY_NOT_ALLOWED,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -149,7 +155,9 @@ def test_channel_server_certificate_for_other_name(arena: Arena, gate: Gate, imp
     other.write(work / "other.pem", work / "other.key")
     srv = impostor(work / "other.pem", work / "other.key")
     assert_denied(
-        gate.run("risk@production", gate.via(srv.url)), ReasonCode.TLS_POLICY, cache_dir=gate.cache_dir
+        gate.run("risk@production", gate.via(srv.url)),
+        ReasonCode.TLS_POLICY,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -161,5 +169,7 @@ def test_channel_server_certificate_of_other_ca(arena: Arena, gate: Gate, impost
     fake = CA(arena.workdir(), "impostor-ca").issue("registry", server=True, hosts=("127.0.0.1",))
     srv = impostor(fake.cert, fake.key)
     assert_denied(
-        gate.run("risk@production", gate.via(srv.url)), ReasonCode.TLS_POLICY, cache_dir=gate.cache_dir
+        gate.run("risk@production", gate.via(srv.url)),
+        ReasonCode.TLS_POLICY,
+        cache_dir=gate.cache_dir,
     )

@@ -206,8 +206,12 @@ def test_files_dotdot_path_in_signed_manifest(arena: Arena, gate: Gate) -> None:
     statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     digest = "a" * 64
     evil = build_statement(path.name, "files", [Resource("../outside.bin", None, None, digest)])
-    evil["predicate"] = statement["predicate"] | {"resources": evil["predicate"]["resources"] + statement["predicate"]["resources"]}
-    bundle["dsseEnvelope"] = envelope_json(load_key(arena.env.signing_key), json.dumps(evil).encode())
+    evil["predicate"] = statement["predicate"] | {
+        "resources": evil["predicate"]["resources"] + statement["predicate"]["resources"]
+    }
+    bundle["dsseEnvelope"] = envelope_json(
+        load_key(arena.env.signing_key), json.dumps(evil).encode()
+    )
     name = arena.name("dir")
     arena.publish(name, "1", path, signed=signed, signature=json.dumps(bundle).encode())
     assert_denied(
@@ -233,7 +237,9 @@ def test_files_manifest_blob_tampered_in_registry(arena: Arena, gate: Gate) -> N
 
 
 @pytest.mark.parametrize("where", ["cache"])
-def test_files_cached_copy_rotten_and_registry_copy_too(arena: Arena, gate: Gate, where: str) -> None:
+def test_files_cached_copy_rotten_and_registry_copy_too(
+    arena: Arena, gate: Gate, where: str
+) -> None:
     """Both the cached artifact and the Registry's copy were altered.
 
     Attack: files / cache poisoning

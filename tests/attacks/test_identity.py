@@ -66,7 +66,9 @@ def test_identity_wrong_signing_key(arena: Arena, gate: Gate) -> None:
     """
     name = arena.name()
     path = arena.model_file()
-    arena.publish(name, "1", path, signature=arena.sign(path, sig_key=stranger_key(arena)).signature)
+    arena.publish(
+        name, "1", path, signature=arena.sign(path, sig_key=stranger_key(arena)).signature
+    )
     assert_denied(
         gate.run(f"{name}@production"), ReasonCode.SIGNATURE_INVALID, cache_dir=gate.cache_dir
     )
@@ -180,9 +182,7 @@ def _keyless(arena: Arena, gate: Gate, identity: str, issuer: str) -> Any:
     shutil.copytree(KEYLESS, model, ignore=shutil.ignore_patterns("ignore-me", "model.sig"))
     name = arena.name()
     signed = arena.sign(model)
-    arena.publish(
-        name, "1", model, signed=signed, signature=(KEYLESS / "model.sig").read_bytes()
-    )
+    arena.publish(name, "1", model, signed=signed, signature=(KEYLESS / "model.sig").read_bytes())
     cfg = with_gate(
         gate.cfg,
         certificate_identity=identity,
@@ -255,7 +255,9 @@ def test_identity_revalidate_by_passed(arena: Arena, gate: Gate) -> None:
     Attack: identity / validity
     """
     name = arena.name()
-    arena.publish(name, "1", arena.model_file(), card_doc=card(revalidate_by="2025-01-01T00:00:00Z"))
+    arena.publish(
+        name, "1", arena.model_file(), card_doc=card(revalidate_by="2025-01-01T00:00:00Z")
+    )
     assert_denied(
         gate.run(f"{name}@production"), ReasonCode.REVALIDATION_OVERDUE, cache_dir=gate.cache_dir
     )
@@ -351,7 +353,9 @@ def test_identity_token_hs256_with_public_key_as_secret(arena: Arena, gate: Gate
     name = arena.good()
     jwks = (arena.env.root / "oidc" / "jwks.json").read_bytes()
     public_jwk = json.dumps(json.loads(jwks)["keys"][0]).encode()
-    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": arena.env.issuer.kid}).encode())
+    header = b64url(
+        json.dumps({"alg": "HS256", "typ": "JWT", "kid": arena.env.issuer.kid}).encode()
+    )
     body = b64url(json.dumps(claims(arena)).encode())
     for secret in (jwks, public_jwk):
         sig = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()

@@ -15,7 +15,9 @@ from trustload.decision import ReasonCode
 from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
 
 
-def signed_envelope(arena: Arena, payload: bytes, ptype: str = IN_TOTO_PAYLOAD_TYPE) -> dict[str, Any]:
+def signed_envelope(
+    arena: Arena, payload: bytes, ptype: str = IN_TOTO_PAYLOAD_TYPE
+) -> dict[str, Any]:
     return envelope_json(load_key(arena.env.signing_key), payload, ptype)
 
 
@@ -76,10 +78,14 @@ def test_parsers_duplicate_keys_in_signed_attestation(arena: Arena, gate: Gate) 
     Attack: parser / duplicate keys
     """
     _, _, _, _, payload = honest(arena)
-    doubled = payload.replace(b'"_type"', b'"_type": "https://in-toto.io/Statement/v0.1", "_type"', 1)
+    doubled = payload.replace(
+        b'"_type"', b'"_type": "https://in-toto.io/Statement/v0.1", "_type"', 1
+    )
     att = json.dumps(signed_envelope(arena, doubled)).encode()
     assert_denied(
-        run_with(arena, gate, attestation=att), ReasonCode.ATTESTATION_INVALID, cache_dir=gate.cache_dir
+        run_with(arena, gate, attestation=att),
+        ReasonCode.ATTESTATION_INVALID,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -91,7 +97,9 @@ def test_parsers_duplicate_envelope_in_bundle(arena: Arena, gate: Gate) -> None:
     _, bundle, _, _, _ = honest(arena)
     genuine = json.dumps(bundle["dsseEnvelope"])
     forged = json.dumps({**bundle["dsseEnvelope"], "payload": base64.b64encode(b"{}").decode()})
-    text = json.dumps(bundle).replace('"dsseEnvelope": ' + genuine, '"dsseEnvelope": ' + genuine + ', "dsseEnvelope": ' + forged)
+    text = json.dumps(bundle).replace(
+        '"dsseEnvelope": ' + genuine, '"dsseEnvelope": ' + genuine + ', "dsseEnvelope": ' + forged
+    )
     assert text.count("dsseEnvelope") == 2
     assert_denied(
         run_with(arena, gate, signature=text.encode()),
@@ -112,7 +120,13 @@ def test_parsers_dsse_payload_differs_from_statement_shown(arena: Arena, gate: G
     envelope = signed_envelope(arena, json.dumps(other).encode())
     envelope["statement"] = shown  # what a careless verifier would read
     name = arena.name()
-    arena.publish(name, "1", path, signature=json.dumps(bundle).encode(), attestation=json.dumps(envelope).encode())
+    arena.publish(
+        name,
+        "1",
+        path,
+        signature=json.dumps(bundle).encode(),
+        attestation=json.dumps(envelope).encode(),
+    )
     assert_denied(
         gate.run(f"{name}@production"),
         ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
@@ -142,7 +156,9 @@ def test_parsers_wrong_payload_type_in_attestation(arena: Arena, gate: Gate) -> 
     _, _, _, _, payload = honest(arena)
     att = json.dumps(signed_envelope(arena, payload, "text/plain")).encode()
     assert_denied(
-        run_with(arena, gate, attestation=att), ReasonCode.ATTESTATION_INVALID, cache_dir=gate.cache_dir
+        run_with(arena, gate, attestation=att),
+        ReasonCode.ATTESTATION_INVALID,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -172,7 +188,9 @@ def test_parsers_deeply_nested_signed_attestation(arena: Arena, gate: Gate) -> N
     body = json.dumps({**doc, "predicate": "@@"}).encode().replace(b'"@@"', nested)
     att = json.dumps(signed_envelope(arena, body)).encode()
     assert_denied(
-        run_with(arena, gate, attestation=att), ReasonCode.ATTESTATION_INVALID, cache_dir=gate.cache_dir
+        run_with(arena, gate, attestation=att),
+        ReasonCode.ATTESTATION_INVALID,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -182,8 +200,14 @@ def test_parsers_deeply_nested_bundle(arena: Arena, gate: Gate) -> None:
     Attack: parser / resource exhaustion
     """
     _, bundle, _, _, _ = honest(arena)
-    text = json.dumps({**bundle, "x": "@@"}).encode().replace(b'"@@"', b"[" * 100_000 + b"]" * 100_000)
-    assert_denied(run_with(arena, gate, signature=text), ReasonCode.SIGNATURE_INVALID, cache_dir=gate.cache_dir)
+    text = (
+        json.dumps({**bundle, "x": "@@"}).encode().replace(b'"@@"', b"[" * 100_000 + b"]" * 100_000)
+    )
+    assert_denied(
+        run_with(arena, gate, signature=text),
+        ReasonCode.SIGNATURE_INVALID,
+        cache_dir=gate.cache_dir,
+    )
 
 
 def test_parsers_non_utf8_signed_attestation(arena: Arena, gate: Gate) -> None:
@@ -195,7 +219,9 @@ def test_parsers_non_utf8_signed_attestation(arena: Arena, gate: Gate) -> None:
     bad = payload.replace(b'"predicateType"', b'"predicate\xffType"', 1)
     att = json.dumps(signed_envelope(arena, bad)).encode()
     assert_denied(
-        run_with(arena, gate, attestation=att), ReasonCode.ATTESTATION_INVALID, cache_dir=gate.cache_dir
+        run_with(arena, gate, attestation=att),
+        ReasonCode.ATTESTATION_INVALID,
+        cache_dir=gate.cache_dir,
     )
 
 
@@ -206,7 +232,9 @@ def test_parsers_non_utf8_bundle(arena: Arena, gate: Gate) -> None:
     """
     _, bundle, _, _, _ = honest(arena)
     raw = json.dumps(bundle).encode().replace(b'"mediaType"', b'"media\xc3\x28Type"', 1)
-    assert_denied(run_with(arena, gate, signature=raw), ReasonCode.SIGNATURE_INVALID, cache_dir=gate.cache_dir)
+    assert_denied(
+        run_with(arena, gate, signature=raw), ReasonCode.SIGNATURE_INVALID, cache_dir=gate.cache_dir
+    )
 
 
 def test_parsers_truncated_bundle(arena: Arena, gate: Gate) -> None:
