@@ -14,8 +14,14 @@ def dev_env(
         int | None, typer.Option("--port", help="Registry port (default: a free one now).")
     ] = None,
 ) -> None:
-    """Make a private CA, certificates, a dev OIDC issuer, a signing key pair, a policy
-    bundle and ready configs (registry.toml, admin.toml, gate.toml) inside DIR."""
+    """Make a self-contained local environment (CA, certificates, OIDC issuer, keys,
+    policy, configs) inside DIR.
+
+    Writes registry.toml (the Registry), admin.toml (an admin identity of tenant A) and
+    gate.toml (a serving identity of tenant A, environment prod), pki/ca.pem, the
+    signing key pair signing.key / signing.pub and the policy bundle policy/. Every
+    path in the configs is relative to the config file.
+    """
     from trustload.devenv import describe, make_dev_env
 
     paths = make_dev_env(directory, port=port)

@@ -448,23 +448,34 @@ class Store:
     # -- reads -------------------------------------------------------------------
 
     def resolve(self, name: str, ref: str, caller: Caller) -> dict[str, Any]:
+        """A version wins over an alias of the same name (publish and alias refuse
+        such clashes anyway). Two indexed queries on the hot path, tenancy after."""
+        check_name(name, "model name")
+        check_name(ref, "ref")
         with self.tx() as s:
-            m = self._model(s, name, caller)
-            check_name(ref, "ref")
-            v = s.scalars(
-                select(VersionRow).where(VersionRow.model_id == m.id, VersionRow.version == ref)
+            by_version = s.execute(
+                select(ModelRow, VersionRow)
+                .join(VersionRow, VersionRow.model_id == ModelRow.id)
+                .where(ModelRow.name == name, VersionRow.version == ref)
             ).first()
-            if v is not None:
-                return version_record(m, v, None, rfc3339(utc_now()))
-            a = s.scalars(
-                select(AliasRow).where(AliasRow.model_id == m.id, AliasRow.alias == ref)
+            if by_version is not None:
+                m, v = by_version
+                if caller.sees_tenant(m.tenant_id):
+                    return version_record(m, v, None, rfc3339(utc_now()))
+                raise not_found(f"no model {name!r}")
+            by_alias = s.execute(
+                select(ModelRow, AliasRow, VersionRow)
+                .join(AliasRow, AliasRow.model_id == ModelRow.id)
+                .join(VersionRow, VersionRow.id == AliasRow.version_id)
+                .where(ModelRow.name == name, AliasRow.alias == ref)
             ).first()
-            if a is None:
-                raise not_found(f"no version or alias {name}@{ref}")
-            v = s.get(VersionRow, a.version_id)
-            if v is None:
-                raise not_found(f"alias {name}@{ref} points nowhere")
-            return version_record(m, v, a, rfc3339(utc_now()))
+            if by_alias is not None:
+                m, a, v = by_alias
+                if caller.sees_tenant(m.tenant_id):
+                    return version_record(m, v, a, rfc3339(utc_now()))
+                raise not_found(f"no model {name!r}")
+            self._model(s, name, caller)  # the precise 404: no model, or no such ref
+            raise not_found(f"no version or alias {name}@{ref}")
 
     def get_version(self, name: str, version: str, caller: Caller) -> dict[str, Any]:
         with self.tx() as s:
