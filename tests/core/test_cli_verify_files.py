@@ -237,14 +237,7 @@ def test_usage_errors_exit_2_fast_path(signed: Signed, tmp_path, problem, capsys
         "no-anchor",
         "missing-model",
         "malformed-rego",
-        pytest.param(
-            "unknown-flag",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="cli/main.py (lead-owned) tests click.ClickException, but typer 0.29 "
-                "raises typer._click exceptions, so a bad flag exits 1, not 2",
-            ),
-        ),
+        "unknown-flag",
     ],
 )
 def test_usage_errors_exit_2(signed: Signed, tmp_path, problem):

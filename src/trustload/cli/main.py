@@ -69,12 +69,15 @@ def main() -> None:
     except typer.Abort:
         sys.exit(2)
     except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        # typer >= 0.29 vendors click as ``typer._click``; older ones use ``click``.
+        # Both expose the same shape: ``Exit`` carries ``exit_code``, usage errors
+        # are ``ClickException`` subclasses with ``show()`` and ``exit_code == 2``.
+        kind = type(exc).__name__
+        if kind == "Exit" and isinstance(getattr(exc, "exit_code", None), int):
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        show = getattr(exc, "show", None)
+        if callable(show) and any(c.__name__ == "ClickException" for c in type(exc).__mro__):
+            show()
             sys.exit(2)
         if os.environ.get("TRUSTLOAD_DEBUG"):
             raise
