@@ -118,3 +118,33 @@ def test_peer_identity_and_token_subject_are_the_actor(shared_registry):
     mine = [e for e in events if e["detail"].get("digest") == digest]
     assert mine and mine[0]["action"] == "upload_blob"
     assert mine[0]["actor"] == "spiffe://trustload.local/ns/governance/sa/admin | ci-publisher"
+
+
+def test_expired_client_certificate_is_refused(shared_registry, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from trustload.pki import load_issued
+
+    pki = shared_registry.env.root / "pki"
+    ca = load_issued(pki / "ca.pem", pki / "ca.key")
+    now = datetime.now(UTC)
+    old = issue_client_cert(
+        ca,
+        spiffe_id("serving", "gate"),
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )
+    old.write(tmp_path / "old.pem", tmp_path / "old.key")
+    for tls_max in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = shared_registry.env.ssl_context(None)
+        ctx.load_cert_chain(tmp_path / "old.pem", tmp_path / "old.key")
+        ctx.maximum_version = tls_max
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            if _raw_exchange(shared_registry.url, ctx) == b"":
+                raise ConnectionError("closed without answering")
+    # The same CA's valid certificate still works (the refusal was about validity).
+    fresh = issue_client_cert(ca, spiffe_id("serving", "other"))
+    fresh.write(tmp_path / "new.pem", tmp_path / "new.key")
+    ctx = shared_registry.env.ssl_context(None)
+    ctx.load_cert_chain(tmp_path / "new.pem", tmp_path / "new.key")
+    assert _raw_exchange(shared_registry.url, ctx).startswith(b"HTTP/1.1 200")
