@@ -257,3 +257,39 @@ def test_bad_leftover_partial_is_discarded_and_fetched_from_zero(tls_server, cli
         res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert res.path.read_bytes() == DATA and res.resumed_from == 0
     assert [h.get("Range") for h in blob_requests(srv)] == ["bytes=1000-", None]
+
+
+def test_blob_redirect_off_the_allowlist_is_refused(tls_server, client_cfg, cache):
+    other = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    srv = tls_server()
+    elsewhere = other.url.replace("127.0.0.1", "localhost")
+    srv.route(BLOB, lambda h: h.redirect(f"{elsewhere}/v1/blobs/sha256/{HEX}"))
+    with client_for(client_cfg(srv.url)) as client, pytest.raises(TrustloadError) as err:
+        cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert err.value.code is ReasonCode.REGISTRY_NOT_ALLOWED
+    assert other.requests == []
+
+
+def test_blob_redirect_within_allowlist_is_followed(tls_server, client_cfg, cache):
+    srv = tls_server(routes=[(r"/mirror/blob", lambda h: h.send_blob(DATA))])
+    srv.route(BLOB, lambda h: h.redirect("/mirror/blob", 307))
+    with client_for(client_cfg(srv.url)) as client:
+        assert cache.ensure(client, DIGEST, len(DATA), limit=LIMIT).path.read_bytes() == DATA
+
+
+def test_missing_blob_is_not_found(tls_server, client_cfg, cache):
+    srv = tls_server()
+    with client_for(client_cfg(srv.url)) as client, pytest.raises(TrustloadError) as err:
+        cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert err.value.code is ReasonCode.NOT_FOUND
+
+
+def test_blob_without_client_certificate_is_auth_failed(tls_server, client_cfg, cache, pki):
+    from trustload.client.transport import build_ssl_context
+
+    srv = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    cfg = client_cfg(srv.url)
+    client = RegistryClient(cfg, ssl_context=build_ssl_context(pki.ca.pem, None, None))
+    with client, pytest.raises(TrustloadError) as err:
+        cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert err.value.code is ReasonCode.AUTH_FAILED

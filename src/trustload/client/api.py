@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from trustload.client.transport import (
+    BlobResponse,
     TokenSource,
     Transport,
     certificate_caller,
@@ -31,7 +32,6 @@ from trustload.facts import STAGES, ModelCard, Requester, VersionRecord
 if TYPE_CHECKING:
     import ssl
 
-    import httpx
 
 MAX_NAME = 256
 MAX_TEXT = 4096
@@ -284,13 +284,13 @@ class RegistryClient:
         return [parse_record(item) for item in doc["versions"]]
 
     @contextmanager
-    def open_blob(self, digest: str, *, offset: int = 0) -> Iterator[httpx.Response]:
+    def open_blob(self, digest: str, *, offset: int = 0) -> Iterator[BlobResponse]:
         """Stream a blob by digest, from ``offset`` (``Range: bytes=N-``) when resuming."""
         hexpart = parse_digest(digest)
         headers = {"Accept": "application/octet-stream", "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        with self.transport.stream("GET", f"/v1/blobs/sha256/{hexpart}", headers=headers) as resp:
+        with self.transport.stream_blob(f"/v1/blobs/sha256/{hexpart}", headers) as resp:
             yield resp
 
     # -- writes (publisher / admin)

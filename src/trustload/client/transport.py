@@ -308,14 +308,37 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def translate(exc: BaseException, url: str) -> RegistryError:
-    """Map an httpx / ssl / OS error to a RegistryError with a deliberate code."""
+_CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)
+
+
+def translate(
+    exc: BaseException, url: str, *, after_handshake: bool | None = None
+) -> RegistryError:
+    """Map an httpx / http.client / ssl / OS error to a RegistryError, deliberately.
+
+    ``after_handshake``: the TLS handshake had completed (None: infer it from the
+    httpx error class; httpcore raises ConnectError for anything up to the end of
+    the handshake). Under TLS 1.3 the server checks our certificate *after* our side
+    of the handshake is done, so a refused certificate shows up as the server
+    closing (EOF, reset, or an alert) before it answers: AUTH_FAILED. During the
+    handshake, the same symptoms are a TLS policy failure.
+    """
     import httpx
 
     if isinstance(exc, RegistryError):
         return exc
+    if after_handshake is None:
+        after_handshake = isinstance(
+            exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError
+        )
     where = _describe(url)
     for cause in _causes(exc):
+        if after_handshake and isinstance(cause, _CLOSED):
+            return RegistryError(
+                ReasonCode.AUTH_FAILED,
+                f"{where} closed the connection after the handshake, before answering "
+                f"(client certificate refused?): {type(cause).__name__}",
+            )
         if isinstance(cause, ssl.SSLCertVerificationError):
             return RegistryError(
                 ReasonCode.TLS_POLICY,
@@ -331,7 +354,23 @@ def translate(exc: BaseException, url: str) -> RegistryError:
             return RegistryError(
                 ReasonCode.TLS_POLICY, f"TLS with {where} failed ({reason or cause})"
             )
-    if isinstance(exc, httpx.TimeoutException):
+    import http.client
+
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return RegistryError(
+            ReasonCode.AUTH_FAILED,
+            f"{where} closed the connection before answering (client certificate refused?)",
+        )
+    if isinstance(exc, http.client.IncompleteRead):
+        return RegistryError(
+            ReasonCode.REGISTRY_UNAVAILABLE,
+            f"{where} closed the connection mid-body ({len(exc.partial)} bytes of the last read)",
+        )
+    if isinstance(exc, http.client.HTTPException):
+        return RegistryError(
+            ReasonCode.REGISTRY_UNAVAILABLE, f"{where} answered garbage: {type(exc).__name__}"
+        )
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return RegistryError(
             ReasonCode.REGISTRY_UNAVAILABLE, f"{where} timed out ({type(exc).__name__})"
         )
@@ -427,6 +466,11 @@ class Transport:
         if self._tokens is None:
             self._tokens = token_source_for(self.cfg)
         return self._tokens
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = build_ssl_context(self.cfg.ca, self.cfg.client_cert, self.cfg.client_key)
+        return self._ssl
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -581,6 +625,65 @@ class Transport:
             raise translate(exc, url) from exc
         return bytes(buf)
 
+    @contextmanager
+    def stream_blob(self, path: str, headers: Mapping[str, str]) -> Iterator[BlobResponse]:
+        """GET a large body over a lean HTTP/1.1 connection (``http.client``).
+
+        Same channel policy as :meth:`stream` (this context, allowlist on every hop,
+        manual redirects, fresh token, error translation), but the body is read with
+        ``readinto`` into one reused 1 MiB buffer: about half the CPU per byte of the
+        h11 path, which is what a cold pull of a large model is bound by. No retry
+        here: the cache resumes an interrupted body with ``Range``.
+        """
+        import http.client
+
+        url = self.url_for(path)
+        for _hop in range(MAX_REDIRECTS + 1):
+            self.allowlist.check(url)
+            parts = urlsplit(url)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            hdrs = {**headers, "Authorization": f"Bearer {self.tokens.token()}"}
+            conn = http.client.HTTPSConnection(
+                parts.hostname or "",
+                parts.port or 443,
+                context=self.ssl_context(),
+                timeout=self.cfg.connect_timeout,
+            )
+            try:
+                conn.connect()  # TCP + TLS handshake
+                assert conn.sock is not None
+                conn.sock.settimeout(self.cfg.read_timeout)
+            except Exception as exc:  # every library error is translated
+                conn.close()
+                raise translate(exc, url, after_handshake=False) from exc
+            try:
+                self.requests_sent += 1
+                conn.request("GET", target, headers=hdrs)
+                response = conn.getresponse()
+            except Exception as exc:
+                conn.close()
+                raise translate(exc, url, after_handshake=True) from exc
+            try:
+                if response.status in REDIRECT_STATUSES:
+                    location = response.getheader("location") or ""
+                    if not location:
+                        raise RegistryError(
+                            ReasonCode.REGISTRY_UNAVAILABLE, "redirect without Location"
+                        )
+                    url = urljoin(url, location)
+                    continue
+                if not 200 <= response.status < 300:
+                    try:
+                        body = response.read(65536)
+                    except Exception:  # the status is what matters
+                        body = b""
+                    raise status_error(response.status, body, url)
+                yield BlobResponse(response, url)
+                return
+            finally:
+                conn.close()
+        raise RegistryError(ReasonCode.REGISTRY_NOT_ALLOWED, f"more than {MAX_REDIRECTS} redirects")
+
     def request_json(
         self,
         method: str,
@@ -605,3 +708,43 @@ class Transport:
             raise RegistryError(
                 ReasonCode.REGISTRY_UNAVAILABLE, f"{_describe(self.cfg.url)} answered non-JSON"
             ) from exc
+
+
+class BlobResponse:
+    """A 2xx blob answer: status, headers, and the body as reused-buffer chunks."""
+
+    BUFFER = 1024 * 1024
+
+    def __init__(self, response: Any, url: str) -> None:
+        self._response = response
+        self.url = url
+        self.status_code: int = response.status
+
+    @property
+    def headers(self) -> _Headers:
+        return _Headers(self._response)
+
+    def iter_raw(self) -> Iterator[memoryview]:
+        """Yield views into one reused buffer: consume each before asking for the next."""
+        buf = bytearray(self.BUFFER)
+        view = memoryview(buf)
+        readinto = self._response.readinto
+        while True:
+            n = readinto(view)
+            if not n:
+                left = getattr(self._response, "length", None)
+                if left:  # http.client's readinto reports a cut-off body as a clean EOF
+                    import http.client
+
+                    raise http.client.IncompleteRead(b"", left)
+                return
+            yield view[:n]
+
+
+class _Headers:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._response.getheader(name)
+        return default if value is None else str(value)
