@@ -99,7 +99,7 @@ def timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
     start = time.perf_counter()
     try:
         result = fn()
-    except Exception as exc:  # noqa: BLE001 - fail closed on anything unexpected
+    except Exception as exc:  # fail closed on anything unexpected
         from trustload.errors import TrustloadError
 
         code = exc.code if isinstance(exc, TrustloadError) else ReasonCode.POLICY_DENY

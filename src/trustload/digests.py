@@ -132,7 +132,9 @@ def list_model_files(root: Path, ignore: Sequence[str] = ()) -> list[str]:
             if not stat.S_ISREG(st.st_mode):
                 raise UsageError(f"special file inside model directory refused: {full}")
             found.append(rel)
-        dirnames[:] = [d for d in dirnames if (base / d).relative_to(root).as_posix() not in ignored]
+        dirnames[:] = [
+            d for d in dirnames if (base / d).relative_to(root).as_posix() not in ignored
+        ]
     if len(found) > MAX_MANIFEST_FILES:
         raise UsageError(f"model has more than {MAX_MANIFEST_FILES} files")
     return sorted(found)
