@@ -233,6 +233,10 @@ class BlobCache:
                     except RegistryError as exc:
                         # Whatever half-written chunk follows the hashed prefix goes.
                         os.ftruncate(fd, state.have)
+                        if state.have and getattr(exc, "status", None) == 416:
+                            # Nothing after the kept prefix: it is already the whole blob
+                            # (a crash between fsync and rename). The hash check decides.
+                            break
                         if exc.code is not ReasonCode.REGISTRY_UNAVAILABLE:
                             raise
                         if attempt + 1 >= attempts:
