@@ -42,7 +42,11 @@ class Mitm:
         self.endless: set[str] = set()  # hex digests answered with endless chunked data
         self.drip: dict[str, int] = {}  # hex digest -> announced size, drip-fed byte by byte
         self.redirect: dict[str, str] = {}  # hex digest -> Location answered (302)
+        # hex digest -> (bytes announced, bytes sent, then what) ; then in {"close", "reset"}
+        self.cut: dict[str, tuple[int | None, int, str]] = {}
+        self.after_cut: Callable[[], None] | None = None
         self.seen: list[str] = []
+        self.ranges: list[str | None] = []  # Range header of every blob request
 
     @property
     def url(self) -> str:
@@ -82,7 +86,16 @@ class Mitm:
             self._send_drip(h, self.drip[blob.group(1)])
             return
         headers = {"Authorization": h.headers.get("Authorization", "")}
-        resp = self.upstream.request(h.command, path, headers=headers)
+        if blob:
+            self.ranges.append(h.headers.get("Range"))
+        try:
+            resp = self.upstream.request(h.command, path, headers=headers)
+        except httpx.TransportError:  # the backend is gone: answer like a reverse proxy
+            h.send_json(502, {"error": {"code": "INTERNAL", "message": "bad gateway"}})
+            return
+        if blob and blob.group(1) in self.cut and resp.status_code == 200:
+            self._send_cut(h, resp.content, *self.cut[blob.group(1)])
+            return
         body = resp.content
         if resp.status_code == 200 and RECORD.match(path) and self.on_record is not None:
             body = json.dumps(self.on_record(json.loads(body))).encode()
@@ -97,6 +110,34 @@ class Mitm:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(body)
+
+    def _send_cut(
+        self, h: Handler, body: bytes, announced: int | None, sent: int, then: str
+    ) -> None:
+        """Announce ``announced`` bytes (default: all), send ``sent``, then close or reset."""
+        import socket
+        import struct
+
+        m = re.fullmatch(r"bytes=(\d+)-", h.headers.get("Range") or "")
+        start = int(m.group(1)) if m else 0
+        if m:
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            h.send_response(200)
+        total = len(body) if announced is None else announced
+        h.send_header("Content-Length", str(total - start))
+        h.end_headers()
+        h.wfile.write(body[start : start + max(0, sent - start)] if m else body[:sent])
+        h.wfile.flush()
+        if self.after_cut is not None:
+            self.after_cut()
+        h.close_connection = True
+        if then == "reset":
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+        elif then == "close":
+            h.connection.shutdown(socket.SHUT_RDWR)
 
     @staticmethod
     def _send_endless(h: Handler) -> None:
