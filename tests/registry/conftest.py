@@ -12,5 +12,8 @@ from tests.support.registry import RunningRegistry, make_test_env, start_registr
 @pytest.fixture(scope="module")
 def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     env = make_test_env(tmp_path_factory.mktemp("shared") / "env")
-    with start_registry(env) as running:
-        yield running
+    try:
+        with start_registry(env) as running:
+            yield running
+    finally:
+        env.close()

@@ -197,8 +197,11 @@ def small_registry(tmp_path):
         'data_dir = "registry-data"\n', 'data_dir = "registry-data"\nmax_blob_bytes = 4096\n'
     )
     env.registry_config.write_text(cfg)
-    with start_registry(env) as running:
-        yield running
+    try:
+        with start_registry(env) as running:
+            yield running
+    finally:
+        env.close()
 
 
 def test_upload_larger_than_limit(small_registry):

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.registry import start_registry
+from tests.support.registry import publish_bytes, start_registry
 from trustload.config import load_client_config, load_registry_config
 from trustload.oidc import TokenVerifier, mint_from_dev_token
 
@@ -152,3 +152,13 @@ def test_serve_with_bad_config_is_a_usage_error(dev_env):
     proc = _cli("registry", "serve", "--config", str(dev_env.registry_config))
     assert proc.returncode == 2
     assert "TLS material" in proc.stderr
+
+
+@pytest.mark.postgres_ok
+def test_restart_keeps_data(dev_env):
+    with start_registry(dev_env) as first, first.admin() as c:
+        assert publish_bytes(c, "kept", "1", b"persisted bytes").status_code == 201
+    with start_registry(dev_env) as second, second.consumer() as c:
+        rec = c.get("/v1/models/kept/resolve/1").json()
+        assert rec["artifact_size"] == len(b"persisted bytes")
+        assert c.get(f"/v1/blobs/sha256/{rec['artifact_digest'][7:]}").content == b"persisted bytes"

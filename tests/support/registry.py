@@ -67,6 +67,14 @@ class DevEnv:
     paths: DevEnvPaths
     issuer: DevIssuerConfig
     url: str = ""
+    database_url: str | None = None  # set on first start under PostgreSQL
+    _drop_database: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Drop this environment's PostgreSQL database, if one was made."""
+        if self._drop_database is not None:
+            drop, self._drop_database = self._drop_database, None
+            drop()
 
     @property
     def root(self) -> Path:
@@ -168,7 +176,6 @@ class RunningRegistry:
     process: subprocess.Popen[bytes]
     stderr_path: Path
     database_url: str
-    _dropper: Any = field(default=None, repr=False)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("url", self.url)
@@ -255,14 +262,17 @@ def _read_url(proc: subprocess.Popen[bytes], stderr_path: Path, deadline: float)
 
 
 @contextlib.contextmanager
-def start_registry(env: DevEnv, *, database_url: str | None = None) -> Iterator[RunningRegistry]:
-    """Run ``trustload registry serve`` for ``env`` until the block exits."""
-    dropper = None
+def start_registry(env: DevEnv) -> Iterator[RunningRegistry]:
+    """Run ``trustload registry serve`` for ``env`` until the block exits.
+
+    May be called again on the same ``env`` (a restart): the data persist. Under
+    ``TRUSTLOAD_TEST_DATABASE_URL`` the first start makes the env's fresh PostgreSQL
+    database; ``env.close()`` (the ``dev_env`` fixture does it) drops it.
+    """
     base = os.environ.get(DATABASE_ENV)
-    if database_url is None and base:
-        database_url, dropper = _fresh_database(base)
-    if database_url is not None:
-        _set_database(env.registry_config, database_url)
+    if base and env.database_url is None:
+        env.database_url, env._drop_database = _fresh_database(base)
+        _set_database(env.registry_config, env.database_url)
     stderr_path = env.root / f"registry-{uuid.uuid4().hex[:8]}.stderr"
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
@@ -285,7 +295,7 @@ def start_registry(env: DevEnv, *, database_url: str | None = None) -> Iterator[
         url = _read_url(proc, stderr_path, deadline)
         env.url = url
         set_registry_url(env.root, url)
-        running = RunningRegistry(env, url, proc, stderr_path, database_url or "sqlite", dropper)
+        running = RunningRegistry(env, url, proc, stderr_path, env.database_url or "sqlite")
         with env.client(url=url, token="") as c:
             while True:
                 try:
@@ -305,13 +315,13 @@ def start_registry(env: DevEnv, *, database_url: str | None = None) -> Iterator[
             proc.wait(5)
         if proc.stdout is not None:
             proc.stdout.close()
-        if dropper is not None:
-            dropper()
 
 
 @pytest.fixture
-def dev_env(tmp_path: Path) -> DevEnv:
-    return make_test_env(tmp_path / "env")
+def dev_env(tmp_path: Path) -> Iterator[DevEnv]:
+    env = make_test_env(tmp_path / "env")
+    yield env
+    env.close()
 
 
 @pytest.fixture
