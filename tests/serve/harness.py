@@ -240,3 +240,15 @@ def infer(client: httpx.Client, name: str, rows: list[list[float]]) -> httpx.Res
         ]
     }
     return client.post(f"/v2/models/{name}/infer", json=body)
+
+
+def quarantine(reg: RunningRegistry, name: str, version: str, reason: str = "test") -> None:
+    with reg.admin() as admin:
+        r = admin.post(f"/v1/models/{name}/versions/{version}/quarantine", json={"reason": reason})
+        assert r.status_code == 200, r.text
+
+
+def release(reg: RunningRegistry, name: str, version: str) -> None:
+    with reg.admin() as admin:
+        r = admin.post(f"/v1/models/{name}/versions/{version}/release", json={})
+        assert r.status_code == 200, r.text

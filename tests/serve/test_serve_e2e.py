@@ -153,7 +153,7 @@ def test_alias_move_swaps_then_revocation_rolls_back(running_registry: RunningRe
             assert infer(http, "risk", [[1.0, 1.0]]).json()["model_version"] == "2"
         revoke(running_registry, "risk", "2", "bad training data")
         # Within one interval (plus gate time): v2 withdrawn, v1 re-verified and served.
-        wait_until(lambda: _version(serving) == "1", timeout=10, what="rollback to v1")
+        wait_until(lambda: _version(serving) == "1", timeout=20, what="rollback to v1")
         text = serving.http().get("/metrics").text
         assert 'event="rollback_execute"' in text
     finally:
@@ -332,3 +332,39 @@ def test_registry_down_at_startup_denied_unless_fresh_offline_record(
     assert isinstance(res, subprocess.CompletedProcess) and res.returncode == 1
     decision = json.loads(res.stderr.decode()[res.stderr.decode().index("{") :])
     assert decision["reasons"] == ["REGISTRY_UNAVAILABLE"]
+
+
+def test_sighup_refresh_quarantine_release_and_alias_move(
+    running_registry: RunningRegistry,
+) -> None:
+    """With a long interval every change below is picked up only because of SIGHUP."""
+    import signal
+
+    from .harness import quarantine, release
+
+    env = running_registry.env
+    publish_signed(running_registry, "risk", "1", [1.0, -1.0], 0.0)
+    configure_gate(env.gate_config, refresh=600)
+    serving = _serve(env.gate_config)
+
+    def ready() -> int:
+        with serving.http() as http:
+            return http.get("/v2/health/ready").status_code
+
+    try:
+        assert ready() == 200
+        quarantine(running_registry, "risk", "1", "suspected drift")
+        serving.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: ready() == 503, what="quarantined model withdrawn")
+        release(running_registry, "risk", "1")
+        serving.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: ready() == 200, what="released model served again")
+        publish_signed(running_registry, "risk", "2", [2.0, -2.0], 0.5)
+        serving.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: _version(serving) == "2", what="alias move picked up on SIGHUP")
+    finally:
+        assert serving.stop() == 0
+    events = audit_events(env.root / "audit.jsonl")
+    withdrawn = [e for e in events if e["event"] == "serving_withdrawn"]
+    assert withdrawn[0]["reasons"] == ["QUARANTINED"] and withdrawn[0]["version"] == "1"
+    assert any(e["event"] == "serving_swap" and e["version"] == "2" for e in events)

@@ -22,8 +22,7 @@ from trustload.errors import RegistryError
 from trustload.facts import VersionRecord
 
 if TYPE_CHECKING:
-    import httpx
-
+    from trustload.client.transport import BlobResponse
     from trustload.config import RegistryClientConfig
 
 from trustload.client.api import RegistryClient
@@ -104,7 +103,7 @@ class CachedRecordClient(RegistryClient):
         return [self._match(name, self._record.version)]
 
     @contextmanager
-    def open_blob(self, digest: str, *, offset: int = 0) -> Iterator[httpx.Response]:
+    def open_blob(self, digest: str, *, offset: int = 0) -> Iterator[BlobResponse]:
         raise RegistryError(
             ReasonCode.REGISTRY_UNAVAILABLE, f"offline: blob {digest} is not in the cache"
         )

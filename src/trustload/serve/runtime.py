@@ -153,6 +153,8 @@ class ServingRuntime:
         self._stale_recorded = False
         self._denied = _Memo()
         self._revoked_versions: set[str] = set()
+        self._next_rollback = 0.0
+        self._not_ready_recorded = False
         self._cycle = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -373,6 +375,8 @@ class ServingRuntime:
         """Publish ``active`` (the atomic swap) and remember it as healthy."""
         previous = self._model
         self._publish(active)
+        self._not_ready_recorded = False
+        self._next_rollback = 0.0
         rec = active.record
         state_dir = self.config.gate.state_dir
         if advance_state:
@@ -556,6 +560,7 @@ class ServingRuntime:
             return
         self._contact()
         self._remember(target)
+        withdrawn: str | None = None
         if current is not None and standing is not None:
             bad = [
                 c
@@ -581,8 +586,9 @@ class ServingRuntime:
                 self.metrics.decisions.labels(
                     event="serving_withdrawn", decision="deny", reason=codes[0]
                 ).inc()
+                withdrawn = current.version
                 current = None
-        if current is None or target.version != current.version:
+        if (current is None or target.version != current.version) and target.version != withdrawn:
             key = _Memo.key(target)
             if key not in self._denied.keys:
                 active, _doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
@@ -592,15 +598,24 @@ class ServingRuntime:
                 self._denied.keys.add(key)
                 if target.revoked:
                     self._revoked_versions.add(target.version)
-        if current is None and self._model is None:
+        if current is None and self._model is None and self._clock() >= self._next_rollback:
             exclude = {target.version} if target.revoked or target.quarantined else set()
+            if withdrawn is not None:
+                exclude.add(withdrawn)
             if self._rollback(exclude) is None:
-                self._lifecycle(
-                    "serving_not_ready",
-                    None,
-                    reason="NO_HEALTHY_VERSION",
-                    detail="no candidate passed the gate and no previous version could be restored",
-                )
+                # Retry the (expensive, audited) rollback pass with a back-off, not every
+                # interval; a changed Registry answer for our reference is tried at once.
+                interval = float(self.config.serve.refresh_interval)
+                self._next_rollback = self._clock() + max(30.0, 10 * interval)
+                if not self._not_ready_recorded:
+                    self._not_ready_recorded = True
+                    self._lifecycle(
+                        "serving_not_ready",
+                        None,
+                        reason="NO_HEALTHY_VERSION",
+                        detail="no candidate passed the gate and no previous version "
+                        "could be restored",
+                    )
 
     # ------------------------------------------------------------------ background loop
     def request_refresh(self) -> None:
@@ -622,9 +637,25 @@ class ServingRuntime:
                 break
             try:
                 self.refresh()
-            except Exception as exc:  # keep the loop alive; staleness still applies
+            except Exception as exc:  # fail closed: we can no longer vouch for the model
                 self.metrics.refresh_failures.labels(reason="internal").inc()
                 log.exception("refresh failed: %s", exc)
+                self._withdraw_on_error(exc)
+
+    def _withdraw_on_error(self, exc: Exception) -> None:
+        """An unexpected error inside a refresh cycle: stop serving until a full cycle
+        (gate included) succeeds again. Never keep serving on an unchecked path."""
+        with self._cycle:
+            model = self._model
+            self._publish(None)
+            self._last_contact = None
+            if model is not None:
+                self._lifecycle(
+                    "serving_withdrawn",
+                    model.record,
+                    reasons=["INTERNAL_ERROR"],
+                    detail=f"refresh failed: {type(exc).__name__}: {exc}",
+                )
 
     def stop(self) -> None:
         self._stop.set()
