@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -184,16 +185,22 @@ refresh_interval = 30
 
 
 def set_registry_url(root: Path, url: str) -> None:
-    """Point admin.toml and gate.toml at ``url`` (e.g. once an ephemeral port is known)."""
-    gate = root / "gate.toml"
-    serve_listen = f"127.0.0.1:{free_port()}"
-    if gate.exists():
-        import tomllib
+    """Point admin.toml and gate.toml at ``url`` (e.g. once an ephemeral port is known).
 
-        with gate.open("rb") as fh:
-            serve_listen = str(tomllib.load(fh).get("serve", {}).get("listen", serve_listen))
-    _write(root / "admin.toml", admin_toml(url))
-    _write(gate, gate_toml(url, serve_listen))
+    Only the ``[registry]`` ``url`` and ``allowlist`` lines change; anything else an
+    operator (or a test) edited in those files is kept. An allowlist that named the old
+    URL names the new one instead; other entries stay.
+    """
+    for name in ("admin.toml", "gate.toml"):
+        path = root / name
+        text = path.read_text(encoding="utf-8")
+        old = re.search(r'^url = "([^"]*)"$', text, flags=re.M)
+        if old is None:
+            raise UsageError(f"{path} has no [registry] url line to update")
+        previous = old.group(1)
+        text = text[: old.start()] + f"url = {_q(url)}" + text[old.end() :]
+        text = text.replace(f"{_q(previous)}", _q(url)) if previous else text
+        path.write_text(text, encoding="utf-8")
 
 
 def make_dev_env(root: Path, *, port: int | None = None, host: str = "127.0.0.1") -> DevEnvPaths:

@@ -162,3 +162,16 @@ def test_restart_keeps_data(dev_env):
         rec = c.get("/v1/models/kept/resolve/1").json()
         assert rec["artifact_size"] == len(b"persisted bytes")
         assert c.get(f"/v1/blobs/sha256/{rec['artifact_digest'][7:]}").content == b"persisted bytes"
+
+
+def test_set_registry_url_keeps_other_edits(dev_env):
+    from trustload.devenv import set_registry_url
+
+    gate = dev_env.gate_config
+    gate.write_text(gate.read_text().replace("refresh_interval = 30", "refresh_interval = 7"))
+    set_registry_url(dev_env.root, "https://127.0.0.1:4242")
+    cfg = load_client_config(gate)
+    assert cfg.registry.url == "https://127.0.0.1:4242"
+    assert cfg.registry.allowlist == ["https://127.0.0.1:4242"]
+    assert cfg.serve.refresh_interval == 7
+    assert load_client_config(dev_env.admin_config).registry.url == "https://127.0.0.1:4242"
