@@ -93,3 +93,47 @@ def test_cached_record_round_trips_through_the_strict_parser(tmp_path: Path) -> 
     assert cached is not None and cached["ref"] == "production"
     assert parse_record(cached["record"]) == rec
     assert load_last_record(tmp_path, "other", "prod") is None
+
+
+class _BrokenRegistry:
+    """A Registry answer path that blows up with a non-trustload error (a bug)."""
+
+    def resolve(self, name: str, ref: str) -> VersionRecord:
+        raise RuntimeError("unexpected")
+
+    def close(self) -> None:
+        pass
+
+
+def test_internal_refresh_error_withdraws_the_model(tmp_path: Path) -> None:
+    import hashlib
+
+    from trustload.config import ClientFileConfig, GateConfig, RegistryClientConfig
+    from trustload.digests import ModelLayout
+    from trustload.facts import ModelRef
+    from trustload.serve.active import ActiveModel
+    from trustload.serve.loader import load_verified
+    from trustload.serve.runtime import ServingRuntime
+
+    from .onnx_models import write_model
+
+    path = write_model(tmp_path / "m.onnx", [1.0], 0.0)
+    data = path.read_bytes()
+    entry = FileEntry(path.name, hashlib.sha256(data).hexdigest(), len(data))
+    model = load_verified(ModelLayout.from_path(path), [entry], "onnx")
+    cfg = ClientFileConfig(
+        registry=RegistryClientConfig(
+            url="https://127.0.0.1:1", ca=tmp_path / "ca", client_cert=tmp_path / "c",
+            client_key=tmp_path / "k",
+        ),
+        gate=GateConfig(state_dir=tmp_path / "state", audit_log=tmp_path / "audit.jsonl"),
+    )  # fmt: skip
+    runtime = ServingRuntime(cfg, ModelRef("risk", "production"), client=_BrokenRegistry())  # type: ignore[arg-type]
+    runtime._publish(ActiveModel(_record(), model, {}, datetime.now(UTC)))
+    runtime._contact()
+    assert runtime.current() is not None
+    runtime.refresh_safely()
+    assert runtime.current() is None  # fail closed, not "keep serving and hope"
+    last = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "serving_withdrawn" and last["reasons"] == ["INTERNAL_ERROR"]
+    assert b"trustload_ready 0.0" in runtime.metrics.render()

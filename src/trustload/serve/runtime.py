@@ -635,12 +635,16 @@ class ServingRuntime:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            try:
-                self.refresh()
-            except Exception as exc:  # fail closed: we can no longer vouch for the model
-                self.metrics.refresh_failures.labels(reason="internal").inc()
-                log.exception("refresh failed: %s", exc)
-                self._withdraw_on_error(exc)
+            self.refresh_safely()
+
+    def refresh_safely(self) -> None:
+        """One refresh cycle as the loop runs it: an unexpected error withdraws the model."""
+        try:
+            self.refresh()
+        except Exception as exc:  # fail closed: we can no longer vouch for the model
+            self.metrics.refresh_failures.labels(reason="internal").inc()
+            log.exception("refresh failed: %s", exc)
+            self._withdraw_on_error(exc)
 
     def _withdraw_on_error(self, exc: Exception) -> None:
         """An unexpected error inside a refresh cycle: stop serving until a full cycle
