@@ -175,3 +175,15 @@ def test_set_registry_url_keeps_other_edits(dev_env):
     assert cfg.registry.allowlist == ["https://127.0.0.1:4242"]
     assert cfg.serve.refresh_interval == 7
     assert load_client_config(dev_env.admin_config).registry.url == "https://127.0.0.1:4242"
+
+
+def test_serve_with_unreachable_database_is_a_usage_error(dev_env):
+    text = dev_env.registry_config.read_text().replace(
+        'database = "sqlite:///registry.db"',
+        'database = "postgresql+psycopg://nobody:x@127.0.0.1:1/none?connect_timeout=2"',
+    )
+    dev_env.registry_config.write_text(text)
+    proc = _cli("registry", "serve", "--config", str(dev_env.registry_config))
+    assert proc.returncode == 2
+    assert "cannot open the Registry database" in proc.stderr
+    assert "Traceback" not in proc.stderr

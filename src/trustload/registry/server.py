@@ -97,17 +97,27 @@ def url_for(host: str, port: int) -> str:
 
 
 def build(cfg: RegistryServiceConfig, config_dir: Path) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from trustload.oidc import TokenVerifier
     from trustload.registry.app import build_app
 
     cfg.server.data_dir.mkdir(parents=True, exist_ok=True)
-    return build_app(
-        cfg.server.data_dir,
-        resolve_database_url(cfg.server.database, config_dir),
-        TokenVerifier(cfg.oidc),
-        max_blob_bytes=cfg.server.max_blob_bytes,
-        max_json_bytes=cfg.server.max_json_bytes,
-    )
+    verifier = TokenVerifier(cfg.oidc)
+    try:
+        return build_app(
+            cfg.server.data_dir,
+            resolve_database_url(cfg.server.database, config_dir),
+            verifier,
+            max_blob_bytes=cfg.server.max_blob_bytes,
+            max_json_bytes=cfg.server.max_json_bytes,
+        )
+    except SQLAlchemyError as exc:
+        # A configuration problem (unreachable server, bad credentials): exit 2.
+        raise UsageError(
+            f"cannot open the Registry database: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc
 
 
 def serve(config_path: Path) -> None:
