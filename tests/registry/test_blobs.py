@@ -282,3 +282,17 @@ def test_stalled_upload_is_cut_off(tmp_path):
         anyio.run(run)
     assert info.value.status == 408
     assert list(store.tmp.iterdir()) == [] and not store.exists(claimed)
+
+
+def test_stale_temp_files_are_swept_at_start(tmp_path):
+    from trustload.registry.blobs import BlobStore
+
+    store = BlobStore(tmp_path)
+    stale = store.tmp / "upload-crashed.part"
+    fresh = store.tmp / "upload-in-progress.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = stale.stat().st_mtime - 2 * 24 * 3600
+    os.utime(stale, (old, old))
+    BlobStore(tmp_path)
+    assert not stale.exists() and fresh.exists()

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from trustload.fsutil import fsync_dir
 from trustload.registry.errors import bad_request
 
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+STALE_UPLOAD_SECONDS = 24 * 3600.0
 IDLE_TIMEOUT = 60.0
 """Seconds an upload may stall between two chunks before it is cut off."""
 WRITE_BATCH = 1024 * 1024
@@ -99,6 +101,19 @@ class BlobStore:
         self.tmp = data_dir / "blobs" / "tmp"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.sweep_stale_uploads()
+
+    def sweep_stale_uploads(self, older_than: float = STALE_UPLOAD_SECONDS) -> int:
+        """Remove temp files a crash left behind. Only old ones: another Registry process
+        sharing ``data_dir`` may be receiving an upload right now."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for entry in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name.startswith("upload-") and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+        return removed
 
     def path(self, hexdigest: str) -> Path:
         return self.root / check_hex(hexdigest)
