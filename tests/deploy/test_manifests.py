@@ -56,6 +56,7 @@ def test_deployment_hardening() -> None:
     assert sc["privileged"] is False
     assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
     assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert sc["appArmorProfile"]["type"] == "RuntimeDefault"
     assert "@sha256:" in c["image"]  # pinned by digest
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"

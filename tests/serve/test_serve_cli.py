@@ -1,0 +1,41 @@
+"""`trustload serve` usage errors exit 2 before anything runs (no Registry needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.registry import DevEnv
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trustload.cli.main", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_config_is_usage_error(tmp_path: Path) -> None:
+    res = _serve("--config", str(tmp_path / "nope.toml"), "--model", "m@production")
+    assert res.returncode == 2 and "not found" in res.stderr
+
+
+def test_no_model_is_usage_error(dev_env: DevEnv) -> None:
+    res = _serve("--config", str(dev_env.gate_config))
+    assert res.returncode == 2 and "no model to serve" in res.stderr
+
+
+def test_bad_model_ref_and_listen_are_usage_errors(dev_env: DevEnv) -> None:
+    assert _serve("--config", str(dev_env.gate_config), "--model", "nomodel").returncode == 2
+    res = _serve("--config", str(dev_env.gate_config), "--model", "m@p", "--listen", "nohost")
+    assert res.returncode == 2 and "HOST:PORT" in res.stderr
+
+
+def test_unknown_config_key_is_refused(dev_env: DevEnv) -> None:
+    text = dev_env.gate_config.read_text().replace("[serve]", "[serve]\nrefresh_intervall = 1")
+    dev_env.gate_config.write_text(text)
+    res = _serve("--config", str(dev_env.gate_config), "--model", "m@production")
+    assert res.returncode == 2 and "refresh_intervall" in res.stderr
