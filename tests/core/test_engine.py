@@ -479,3 +479,61 @@ def test_concurrent_measurement_of_large_single_files(
     else:
         assert decision.permitted
         assert decision.artifact_digest == signed.digest
+
+
+def test_conjunction_property(signed, tmp_path):
+    """For random Registry records and a policy that always permits, the decision
+    permits exactly when every built-in check passed (the policy cannot override)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    lax = _custom(tmp_path, "package registry.download\n\npermit := true\n", with_default=False)
+    base = facts_for(signed, lax)
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        stage=st.sampled_from(["Approved", "Staging", "Archived"]),
+        revoked=st.booleans(),
+        quarantined=st.booleans(),
+        tenant=st.sampled_from(["A", "B"]),
+        purposes=st.sampled_from([("credit_scoring",), ("marketing",), ()]),
+        version=st.sampled_from(["2", "3", "4"]),
+        pin_ok=st.booleans(),
+        sig=st.sampled_from(["ok", "none", "garbage"]),
+    )
+    def check(stage, revoked, quarantined, tenant, purposes, version, pin_ok, sig):
+        facts = replace(
+            base,
+            record=replace(
+                base.record,
+                stage=stage,
+                revoked=revoked,
+                quarantined=quarantined,
+                version=version,
+                artifact_digest=signed.digest if pin_ok else "sha256:" + "0" * 64,
+                card=card(tenant_id=tenant),
+            ),
+            requester=requester(purposes=purposes),
+            trusted_state=state(version="3", artifact_digest=signed.digest),
+            signature_bundle={"ok": base.signature_bundle, "none": None, "garbage": b"{}"}[sig],
+        )
+        decision = decide(facts, lax)
+        builtin = [c for c in decision.checks if c.name != "policy"]
+        assert decision.permitted is all(c.ok for c in builtin)
+        expected_ok = (
+            stage == "Approved"
+            and not revoked
+            and not quarantined
+            and tenant == "A"
+            and purposes == ("credit_scoring",)
+            and version in ("3", "4")
+            and pin_ok
+            and sig == "ok"
+        )
+        assert decision.permitted is expected_ok, decision.reasons
+
+    check()
