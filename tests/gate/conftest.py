@@ -28,10 +28,21 @@ class World:
     reg: RunningRegistry
     env: DevEnv
     work: Path
+    gate_dir: Path | None = None  # per-test cache/state/audit when the Registry is shared
 
     @property
     def gate_cfg(self) -> ClientFileConfig:
-        return load_client_config(self.env.gate_config)
+        cfg = load_client_config(self.env.gate_config)
+        if self.gate_dir is None:
+            return cfg
+        gate = cfg.gate.model_copy(
+            update={
+                "cache_dir": self.gate_dir / "cache",
+                "state_dir": self.gate_dir / "state",
+                "audit_log": self.gate_dir / "audit.jsonl",
+            }
+        )
+        return cfg.model_copy(update={"gate": gate})
 
     @property
     def admin_cfg(self) -> ClientFileConfig:
@@ -75,6 +86,29 @@ def world(running_registry: RunningRegistry, tmp_path: Path) -> Iterator[World]:
     work = tmp_path / "work"
     work.mkdir()
     yield World(running_registry, running_registry.env, work)
+
+
+@pytest.fixture(scope="module")
+def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One Registry per module (per xdist worker) with ``risk@production`` -> 1, for
+    tests that only read: each test still gets its own gate cache, state and audit."""
+    from tests.support.registry import make_test_env, start_registry
+
+    root = tmp_path_factory.mktemp("shared")
+    env = make_test_env(root / "env")
+    with start_registry(env) as reg:
+        work = root / "work"
+        work.mkdir()
+        world = World(reg, env, work)
+        world.publish("risk", "1")
+        world.release_to_prod("risk", "1")
+        yield world
+
+
+@pytest.fixture
+def ro(shared_registry: World, tmp_path: Path) -> World:
+    """The shared Registry seen by a fresh gate (read-only tests)."""
+    return World(shared_registry.reg, shared_registry.env, tmp_path, tmp_path / "gate")
 
 
 def codes(result: GateResult) -> list[str]:

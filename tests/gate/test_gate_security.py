@@ -79,8 +79,8 @@ def cache_is_empty(cfg: ClientFileConfig) -> bool:
 # ------------------------------------------------------------------ channel (R2.1)
 
 
-def test_no_client_certificate_is_auth_failed(prod: World) -> None:
-    cfg = prod.gate_cfg
+def test_no_client_certificate_is_auth_failed(ro: World) -> None:
+    cfg = ro.gate_cfg
     client = RegistryClient(
         cfg.registry, ssl_context=build_ssl_context(cfg.registry.ca, None, None)
     )
@@ -89,10 +89,10 @@ def test_no_client_certificate_is_auth_failed(prod: World) -> None:
     assert result.layout is None and cache_is_empty(cfg)
 
 
-def test_client_certificate_from_another_ca_is_auth_failed(prod: World) -> None:
-    other = CA(prod.work / "rogue", "rogue-ca").issue("gate", server=False)
-    cfg = with_registry(prod.gate_cfg, client_cert=other.cert, client_key=other.key)
-    assert codes(prod.gate("risk@production", cfg)) == ["AUTH_FAILED"]
+def test_client_certificate_from_another_ca_is_auth_failed(ro: World) -> None:
+    other = CA(ro.work / "rogue", "rogue-ca").issue("gate", server=False)
+    cfg = with_registry(ro.gate_cfg, client_cert=other.cert, client_key=other.key)
+    assert codes(ro.gate("risk@production", cfg)) == ["AUTH_FAILED"]
 
 
 @pytest.mark.parametrize(
@@ -114,42 +114,42 @@ def test_client_certificate_from_another_ca_is_auth_failed(prod: World) -> None:
     ],
 )
 def test_bad_tokens_are_auth_failed(
-    prod: World, label: str, over: dict[str, Any], headers: Any
+    ro: World, label: str, over: dict[str, Any], headers: Any
 ) -> None:
-    token = prod.env.raw_token(claims(prod, **over), headers=headers)
-    result = prod.gate("risk@production", with_token(prod, token))
+    token = ro.env.raw_token(claims(ro, **over), headers=headers)
+    result = ro.gate("risk@production", with_token(ro, token))
     assert codes(result) == ["AUTH_FAILED"], label
-    audit = prod.gate_cfg.gate.audit_log.read_text()
+    audit = ro.gate_cfg.gate.audit_log.read_text()
     assert token not in audit and "Bearer" not in audit
 
 
-def test_token_file_rotation_is_picked_up(prod: World) -> None:
+def test_token_file_rotation_is_picked_up(ro: World) -> None:
     cfg = with_token(
-        prod,
-        prod.env.raw_token(
+        ro,
+        ro.env.raw_token(
             claims(
-                prod,
+                ro,
                 exp=int(time.time()) - 600,
                 iat=int(time.time()) - 900,
                 nbf=int(time.time()) - 900,
             )
         ),
     )
-    assert codes(prod.gate("risk@production", cfg)) == ["AUTH_FAILED"]
+    assert codes(ro.gate("risk@production", cfg)) == ["AUTH_FAILED"]
     assert cfg.registry.token_file is not None
-    cfg.registry.token_file.write_text(prod.env.raw_token(claims(prod)))
-    assert prod.gate("risk@production", cfg).decision.permitted
+    cfg.registry.token_file.write_text(ro.env.raw_token(claims(ro)))
+    assert ro.gate("risk@production", cfg).decision.permitted
 
 
-def test_http_url_is_registry_not_allowed(prod: World) -> None:
-    url = prod.reg.url.replace("https://", "http://")
-    cfg = with_registry(prod.gate_cfg, url=url, allowlist=[url])
-    assert codes(prod.gate("risk@production", cfg)) == ["REGISTRY_NOT_ALLOWED"]
+def test_http_url_is_registry_not_allowed(ro: World) -> None:
+    url = ro.reg.url.replace("https://", "http://")
+    cfg = with_registry(ro.gate_cfg, url=url, allowlist=[url])
+    assert codes(ro.gate("risk@production", cfg)) == ["REGISTRY_NOT_ALLOWED"]
 
 
-def test_host_not_in_allowlist(prod: World) -> None:
-    cfg = with_registry(prod.gate_cfg, allowlist=["https://registry.internal.example:8443"])
-    result = prod.gate("risk@production", cfg)
+def test_host_not_in_allowlist(ro: World) -> None:
+    cfg = with_registry(ro.gate_cfg, allowlist=["https://registry.internal.example:8443"])
+    result = ro.gate("risk@production", cfg)
     assert codes(result) == ["REGISTRY_NOT_ALLOWED"]
     assert result.decision.event is Event.STARTUP_DENY
 
@@ -163,9 +163,9 @@ def test_registry_down_is_unavailable(prod: World) -> None:
     assert line["decision"] == "deny" and line["reasons"] == ["REGISTRY_UNAVAILABLE"]
 
 
-def test_unknown_model_and_alias_are_not_found(prod: World) -> None:
-    assert codes(prod.gate("nope@production")) == ["NOT_FOUND"]
-    assert codes(prod.gate("risk@canary")) == ["NOT_FOUND"]
+def test_unknown_model_and_alias_are_not_found(ro: World) -> None:
+    assert codes(ro.gate("nope@production")) == ["NOT_FOUND"]
+    assert codes(ro.gate("risk@canary")) == ["NOT_FOUND"]
 
 
 # ----------------------------------------------------------------- governance (R2.3/4)
@@ -306,17 +306,17 @@ def test_policy_drift_is_denied(prod: World) -> None:
     assert codes(prod.gate("risk@production")) == ["POLICY_DIGEST_MISMATCH"]
 
 
-def test_runtime_container_digest_must_match_record(prod: World) -> None:
-    cfg = with_gate(prod.gate_cfg, runtime_container_digest="sha256:" + "9" * 64)
-    assert codes(prod.gate("risk@production", cfg)) == ["ATTESTATION_MISMATCH"]
+def test_runtime_container_digest_must_match_record(ro: World) -> None:
+    cfg = with_gate(ro.gate_cfg, runtime_container_digest="sha256:" + "9" * 64)
+    assert codes(ro.gate("risk@production", cfg)) == ["ATTESTATION_MISMATCH"]
 
 
-def test_signature_by_untrusted_key_is_denied(prod: World) -> None:
+def test_signature_by_untrusted_key_is_denied(ro: World) -> None:
     from trustload.crypto.keys import generate_keypair
 
-    _, other_pub = generate_keypair(prod.work / "stranger")
-    cfg = with_gate(prod.gate_cfg, trusted_keys=[other_pub])
-    result = prod.gate("risk@production", cfg)
+    _, other_pub = generate_keypair(ro.work / "stranger")
+    cfg = with_gate(ro.gate_cfg, trusted_keys=[other_pub])
+    result = ro.gate("risk@production", cfg)
     assert "SIGNATURE_INVALID" in codes(result)
     assert result.layout is None
 
@@ -371,7 +371,7 @@ def test_revoked_during_warmup_denies(prod: World) -> None:
     assert state_files == []
 
 
-def test_rollback_event_and_audit_only_on_request(prod: World) -> None:
-    result = prod.gate("risk@production", event=Event.ROLLBACK_EXECUTE, record_audit=False)
+def test_rollback_event_and_audit_only_on_request(ro: World) -> None:
+    result = ro.gate("risk@production", event=Event.ROLLBACK_EXECUTE, record_audit=False)
     assert result.decision.event is Event.ROLLBACK_EXECUTE
-    assert not prod.gate_cfg.gate.audit_log.exists()
+    assert not ro.gate_cfg.gate.audit_log.exists()
