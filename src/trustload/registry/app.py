@@ -113,7 +113,13 @@ _RANGE_RE = re.compile(r"^bytes=(\d{0,20})-(\d{0,20})$")
 def check_range(header: str | None, size: int) -> None:
     """Answer bad or unsatisfiable single ranges with JSON errors (the file response
     would answer them in plain text). Several ranges are served as the whole blob."""
-    if header is None or "," in header:
+    if header is None:
+        return
+    if "," in header:
+        if not header.strip().startswith("bytes="):
+            raise bad_request(f"unsupported Range header {header[:80]!r}")
+        if size == 0:
+            raise ApiError(416, "BAD_REQUEST", "range not satisfiable: blob is 0 bytes")
         return
     m = _RANGE_RE.match(header.strip())
     if m is None or (not m.group(1) and not m.group(2)):
@@ -121,7 +127,7 @@ def check_range(header: str | None, size: int) -> None:
     start, end = m.group(1), m.group(2)
     if start and end and int(end) < int(start):
         raise bad_request(f"unsupported Range header {header[:80]!r}")
-    if (start and int(start) >= size) or (not start and int(end) == 0):
+    if (start and int(start) >= size) or (not start and (int(end) == 0 or size == 0)):
         raise ApiError(416, "BAD_REQUEST", f"range not satisfiable: blob is {size} bytes")
 
 
