@@ -128,9 +128,10 @@ def main() -> None:
         for p in parts:
             if not p.exists():
                 write_random(p, total // 4)
-        run([*tl, "keys", "generate", str(work / "bench")])
         pub = work / "bench.pub"
         key = work / "bench.key"
+        if not key.exists():
+            run([*tl, "keys", "generate", str(work / "bench")])
         single_sig = work / "model.bin.sig"
         dir_sig = work / "dirmodel.sig"
         run([*tl, "sign", str(single), "--key", str(key), "--out", str(single_sig)])
