@@ -77,6 +77,13 @@ class RegistryHTTPError(RegistryError):
         self.status = status
         self.registry_code = registry_code
 
+    def __str__(self) -> str:
+        # A refused write (409 CONFLICT, 400 BAD_REQUEST) is not an availability
+        # problem: name the Registry's own code to the operator.
+        if 400 <= self.status < 500 and self.status not in (401, 403, 404) and self.registry_code:
+            return f"{self.registry_code}: {self.message}"
+        return super().__str__()
+
 
 # --------------------------------------------------------------------------- tokens
 
