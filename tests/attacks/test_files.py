@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.attacks.helpers import (
     Arena,
     Gate,
@@ -236,10 +234,7 @@ def test_files_manifest_blob_tampered_in_registry(arena: Arena, gate: Gate) -> N
     )
 
 
-@pytest.mark.parametrize("where", ["cache"])
-def test_files_cached_copy_rotten_and_registry_copy_too(
-    arena: Arena, gate: Gate, where: str
-) -> None:
+def test_files_cached_copy_rotten_and_registry_copy_too(arena: Arena, gate: Gate) -> None:
     """Both the cached artifact and the Registry's copy were altered.
 
     Attack: files / cache poisoning
