@@ -492,8 +492,15 @@ def _run(
     t1 = time.perf_counter()
     try:
         fetched = fetch_model(client, cache, record, config.registry.max_download_bytes)
-    except TrustloadError as exc:
-        failed = CheckResult.failed("download", exc.code, exc.message)
+    except (TrustloadError, OSError) as exc:
+        # A cache that cannot be written (full disk, read-only mount) is no excuse to
+        # load anything: it denies like a Registry that cannot deliver.
+        code, message = (
+            (exc.code, exc.message)
+            if isinstance(exc, TrustloadError)
+            else (ReasonCode.REGISTRY_UNAVAILABLE, f"cache {gate.cache_dir}: {exc}")
+        )
+        failed = CheckResult.failed("download", code, message)
         failed = failed.with_ms((time.perf_counter() - t1) * 1000.0)
         return deny([*early, failed], record=record, requester=requester, policy_digest=digest_now)
     checks.append(

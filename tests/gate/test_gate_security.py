@@ -375,3 +375,12 @@ def test_rollback_event_and_audit_only_on_request(ro: World) -> None:
     result = ro.gate("risk@production", event=Event.ROLLBACK_EXECUTE, record_audit=False)
     assert result.decision.event is Event.ROLLBACK_EXECUTE
     assert not ro.gate_cfg.gate.audit_log.exists()
+
+
+def test_unwritable_cache_is_a_denial_not_a_crash(ro: World) -> None:
+    blocker = ro.work / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    cfg = with_gate(ro.gate_cfg, cache_dir=blocker)
+    result = ro.gate("risk@production", cfg)
+    assert codes(result) == ["REGISTRY_UNAVAILABLE"]
+    assert result.layout is None
