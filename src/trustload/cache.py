@@ -27,6 +27,7 @@ import hashlib
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+WATCH_IN_FLIGHT = 1024 * 1024  # the transport's read buffer: bytes a blocked read may hold
 
 
 class CacheDigestError(TrustloadError):
@@ -303,6 +305,22 @@ class BlobCache:
             os.lseek(fd, state.have, os.SEEK_SET)
             h = state.h
             floor = RateFloor(client.cfg.min_download_rate, client.cfg.slow_grace, str(resp.url))
+            # A blocked read only returns when its buffer is full, so a drip-feed is
+            # watched from beside: cut the connection once even the bytes that could be
+            # in flight would leave the average below the floor (TUF slow retrieval).
+            done, tripped = threading.Event(), threading.Event()
+            in_flight = min(WATCH_IN_FLIGHT, max(0, cap - state.have))
+
+            def watchdog() -> None:
+                while not done.wait(0.2):
+                    if floor.starved(in_flight):
+                        tripped.set()
+                        abort = getattr(resp, "abort", None)
+                        if abort is not None:
+                            abort()
+                        return
+
+            threading.Thread(target=watchdog, daemon=True).start()
             try:
                 for chunk in resp.iter_raw():
                     n = len(chunk)
@@ -319,10 +337,16 @@ class BlobCache:
             except TrustloadError:
                 raise
             except Exception as exc:  # httpx/OS errors become RegistryError
+                if tripped.is_set():
+                    raise floor.error() from exc
                 # The handshake and the request already succeeded: whatever breaks
                 # mid-body (reset, TLS EOF, timeout) is an interrupted download.
                 err = translate(exc, str(resp.url))
                 raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message) from exc
+            finally:
+                done.set()
+            if tripped.is_set():
+                raise floor.error()
 
     @contextlib.contextmanager
     def _progress(self, label: str, size: int | None, done: int) -> Iterator[Any]:

@@ -434,15 +434,23 @@ class RateFloor:
         self.started = time.monotonic()
         self.received = 0
 
+    def starved(self, in_flight: int = 0) -> bool:
+        """Below the floor even if ``in_flight`` more bytes had already arrived."""
+        elapsed = time.monotonic() - self.started
+        return elapsed > self.grace and self.received + in_flight < self.min_rate * elapsed
+
+    def error(self) -> RegistryError:
+        elapsed = time.monotonic() - self.started
+        return RegistryError(
+            ReasonCode.REGISTRY_UNAVAILABLE,
+            f"{_describe(self.url)} too slow: {self.received} bytes in {elapsed:.1f}s "
+            f"(floor {self.min_rate} B/s after {self.grace:.0f}s): slow-retrieval attack?",
+        )
+
     def update(self, n: int) -> None:
         self.received += n
-        elapsed = time.monotonic() - self.started
-        if elapsed > self.grace and self.received < self.min_rate * elapsed:
-            raise RegistryError(
-                ReasonCode.REGISTRY_UNAVAILABLE,
-                f"{_describe(self.url)} too slow: {self.received} bytes in {elapsed:.1f}s "
-                f"(floor {self.min_rate} B/s after {self.grace:.0f}s): slow-retrieval attack?",
-            )
+        if self.starved():
+            raise self.error()
 
 
 # ------------------------------------------------------------------------ transport
@@ -685,7 +693,7 @@ class Transport:
                     except Exception:  # the status is what matters
                         body = b""
                     raise status_error(response.status, body, url)
-                yield BlobResponse(response, url)
+                yield BlobResponse(response, url, conn.sock)
                 return
             finally:
                 conn.close()
@@ -722,10 +730,20 @@ class BlobResponse:
 
     BUFFER = 1024 * 1024
 
-    def __init__(self, response: Any, url: str) -> None:
+    def __init__(self, response: Any, url: str, sock: Any = None) -> None:
         self._response = response
+        self._sock = sock
         self.url = url
         self.status_code: int = response.status
+
+    def abort(self) -> None:
+        """Cut the connection from another thread: a blocked ``readinto`` returns at once
+        (the cache's slow-retrieval watchdog uses it against drip-feeding servers)."""
+        import socket
+
+        if self._sock is not None:
+            with suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def headers(self) -> _Headers:
