@@ -282,7 +282,7 @@ def test_tuf_slow_retrieval_drip_feed(arena: Arena, gate: Gate, mitm: Mitm) -> N
     name = arena.name()
     rec = arena.publish(name, "1", arena.model_file())
     mitm.drip[rec.artifact_digest.removeprefix("sha256:")] = rec.artifact_size
-    cfg = gate.via(mitm.url, retries=0, read_timeout=5.0, min_download_rate=4096, slow_grace=1.0)
+    cfg = gate.via(mitm.url, retries=0, read_timeout=5.0, min_download_rate=65536, slow_grace=1.0)
     started = time.monotonic()
     result = gate.run(f"{name}@production", cfg)
     assert time.monotonic() - started < 10.0
