@@ -182,6 +182,8 @@ def test_json_body_too_large(shared_registry):
 
 def test_errors_are_json_for_unknown_routes_and_methods(shared_registry):
     with shared_registry.consumer() as c:
+        slash = c.get("/v1/models/x/versions/")
+        assert slash.status_code == 404 and slash.json()["error"]["code"] == "NOT_FOUND"
         missing = c.get("/v1/nothing-here")
         wrong_method = c.delete("/v1/models/x/versions/1")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"

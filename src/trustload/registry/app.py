@@ -212,6 +212,7 @@ def create_app(
         version="1",
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # the Registry never redirects: a client must not follow
         description="Model Registry (Z5). mTLS required; OIDC bearer tokens on /v1.",
     )
 
