@@ -85,6 +85,7 @@ def test_channel_plain_http(arena: Arena, gate: Gate) -> None:
     )
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # TLS 1.1 on purpose
 def test_channel_tls_1_1_only_server(arena: Arena, gate: Gate, impostor) -> None:  # type: ignore[no-untyped-def]
     """A server (with a trusted certificate) that offers only TLS 1.1.
 
