@@ -137,3 +137,15 @@ def test_internal_refresh_error_withdraws_the_model(tmp_path: Path) -> None:
     last = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "serving_withdrawn" and last["reasons"] == ["INTERNAL_ERROR"]
     assert b"trustload_ready 0.0" in runtime.metrics.render()
+
+
+def test_denied_candidate_memo() -> None:
+    from trustload.serve.runtime import _Memo
+
+    memo = _Memo()
+    key = _Memo.key(_record())
+    memo.remember(key, ["REGISTRY_UNAVAILABLE"], now=0.0, retry=30.0)
+    assert not memo.blocked(key, 1.0)  # a channel problem is retried at the next interval
+    memo.remember(key, ["SIGNATURE_INVALID"], now=0.0, retry=30.0)
+    assert memo.blocked(key, 29.0) and not memo.blocked(key, 31.0)  # retried after back-off
+    assert not memo.blocked(_Memo.key(_record(revoked=True)), 1.0)  # a changed answer: at once

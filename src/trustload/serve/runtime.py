@@ -106,11 +106,26 @@ def standing_checks(
     return checks
 
 
+_TRANSIENT = frozenset(
+    {ReasonCode.REGISTRY_UNAVAILABLE, ReasonCode.AUTH_FAILED, ReasonCode.TLS_POLICY}
+)
+
+
 @dataclass
 class _Memo:
-    """A candidate that was denied, so identical answers are not re-gated every interval."""
+    """Denied candidates, so an identical Registry answer is not re-gated (and re-audited)
+    every interval. A denial for a channel problem is not remembered (retried next
+    interval); any other is retried after ``retry_after`` seconds or as soon as the
+    Registry's answer for the reference changes."""
 
-    keys: set[tuple[Any, ...]] = field(default_factory=set)
+    until: dict[tuple[Any, ...], float] = field(default_factory=dict)
+
+    def blocked(self, key: tuple[Any, ...], now: float) -> bool:
+        return self.until.get(key, float("-inf")) > now
+
+    def remember(self, key: tuple[Any, ...], reasons: list[str], now: float, retry: float) -> None:
+        if reasons and not set(reasons) <= _TRANSIENT:
+            self.until[key] = now + retry
 
     @staticmethod
     def key(record: VersionRecord) -> tuple[Any, ...]:
@@ -270,6 +285,7 @@ class ServingRuntime:
         event: Event,
         *,
         offline: tuple[RegistryClient, str] | None = None,
+        served_digest: str | None = None,
     ) -> tuple[ActiveModel | None, dict[str, Any]]:
         """Gate, load, warm up and re-check one candidate beside whatever is serving.
 
@@ -292,6 +308,19 @@ class ServingRuntime:
         decision = result.decision
         if result.decision.permitted and result.record is not None and offline is None:
             self._contact()
+        if served_digest is not None and result.record is not None:
+            # Rollback: the version must still pin the artifact this runtime served.
+            same = digests_equal(result.record.artifact_digest, served_digest)
+            decision.checks.append(
+                CheckResult.passed("rollback_history", f"served before as {served_digest}")
+                if same
+                else CheckResult.failed(
+                    "rollback_history",
+                    ReasonCode.DOWNGRADE_BLOCKED,
+                    f"version {result.record.version} now pins {result.record.artifact_digest}, "
+                    f"served before as {served_digest}",
+                )
+            )
         if not decision.permitted or result.record is None or result.layout is None:
             if not decision.checks:
                 decision.checks.append(
@@ -510,17 +539,11 @@ class ServingRuntime:
                 continue
             if not (cache / hexdigest).is_file():
                 continue  # only versions still in the cache are rollback candidates
-            active, doc = self._attempt(ModelRef(self.ref.name, version), Event.ROLLBACK_EXECUTE)
-            if active is not None and not digests_equal(
-                active.artifact_digest, item["artifact_digest"]
-            ):
-                self._lifecycle(
-                    "serving_not_ready",
-                    active.record,
-                    reason=str(ReasonCode.DOWNGRADE_BLOCKED),
-                    detail=f"version {version} now pins another artifact than the one served",
-                )
-                continue
+            active, doc = self._attempt(
+                ModelRef(self.ref.name, version),
+                Event.ROLLBACK_EXECUTE,
+                served_digest=item["artifact_digest"],
+            )
             if active is not None:
                 self._accept(active, advance_state=False)
                 return doc
@@ -590,12 +613,14 @@ class ServingRuntime:
                 current = None
         if (current is None or target.version != current.version) and target.version != withdrawn:
             key = _Memo.key(target)
-            if key not in self._denied.keys:
-                active, _doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
+            if not self._denied.blocked(key, self._clock()):
+                active, doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
                 if active is not None:
                     self._accept(active, advance_state=True)
                     return
-                self._denied.keys.add(key)
+                self._denied.remember(
+                    key, list(doc.get("reasons") or []), self._clock(), self._retry_after()
+                )
                 if target.revoked:
                     self._revoked_versions.add(target.version)
         if current is None and self._model is None and self._clock() >= self._next_rollback:
@@ -605,8 +630,7 @@ class ServingRuntime:
             if self._rollback(exclude) is None:
                 # Retry the (expensive, audited) rollback pass with a back-off, not every
                 # interval; a changed Registry answer for our reference is tried at once.
-                interval = float(self.config.serve.refresh_interval)
-                self._next_rollback = self._clock() + max(30.0, 10 * interval)
+                self._next_rollback = self._clock() + self._retry_after()
                 if not self._not_ready_recorded:
                     self._not_ready_recorded = True
                     self._lifecycle(
@@ -616,6 +640,9 @@ class ServingRuntime:
                         detail="no candidate passed the gate and no previous version "
                         "could be restored",
                     )
+
+    def _retry_after(self) -> float:
+        return max(30.0, 10 * float(self.config.serve.refresh_interval))
 
     # ------------------------------------------------------------------ background loop
     def request_refresh(self) -> None:
