@@ -121,7 +121,12 @@ def configure_gate(
     """Short refresh interval, any free port, and a staleness limit for the tests."""
     text = gate_toml.read_text()
     text = re.sub(r"(?m)^(max_staleness|offline_start) = .*\n", "", text)
-    text = re.sub(r"(?m)^refresh_interval = .*$", f"refresh_interval = {refresh}", text)
+    text = re.sub(r"(?m)^request_timeout = .*\n", "", text)
+    text = re.sub(
+        r"(?m)^refresh_interval = .*$",
+        f"refresh_interval = {refresh}\nrequest_timeout = 2",
+        text,
+    )
     text = re.sub(r"(?m)^listen = .*$", 'listen = "127.0.0.1:0"', text)
     text = re.sub(
         r'(?m)^environment = "prod"$',

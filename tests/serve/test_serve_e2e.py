@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -65,6 +66,14 @@ def test_startup_permit_serves_verified_model_metrics_and_audit(
             assert res.status_code == 200, res.text
             assert res.json()["model_version"] == "1"
             text = http.get("/metrics").text
+        # A client that sends half a body and stalls gets 408 after request_timeout.
+        host, port = serving.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=15) as sock:
+            sock.sendall(
+                b"POST /v2/models/risk/infer HTTP/1.1\r\nHost: x\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"inputs"'
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408")
         assert (
             'trustload_decisions_total{decision="permit",event="startup_permit",reason="none"} 1.0'
             in text

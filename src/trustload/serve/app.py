@@ -182,7 +182,12 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
                 404, f"model {name!r} version {version or active.version} is not served here"
             )
         try:
-            body = await _read_bounded(request, config.max_request_bytes)
+            try:  # a client dripping its body cannot hold a connection open forever
+                body = await asyncio.wait_for(
+                    _read_bounded(request, config.max_request_bytes), config.request_timeout
+                )
+            except TimeoutError as exc:
+                raise _HTTPError(408, "request body not received in time") from exc
             try:
                 parsed = InferRequest.model_validate_json(body)
             except ValidationError as exc:
