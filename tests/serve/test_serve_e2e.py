@@ -377,3 +377,54 @@ def test_sighup_refresh_quarantine_release_and_alias_move(
     withdrawn = [e for e in events if e["event"] == "serving_withdrawn"]
     assert withdrawn[0]["reasons"] == ["QUARANTINED"] and withdrawn[0]["version"] == "1"
     assert any(e["event"] == "serving_swap" and e["version"] == "2" for e in events)
+
+
+def test_directory_model_served_from_its_verified_manifest(
+    running_registry: RunningRegistry,
+) -> None:
+    """A directory model (ONNX + extras): every file pinned through the signed manifest,
+    the ONNX graph loaded from its verified blob."""
+    from trustload.cli.publish import publish_model
+    from trustload.config import load_client_config
+
+    from .harness import CONTAINER, DATASET, GIT_SHA, set_alias, stage
+    from .onnx_models import write_model
+
+    env = running_registry.env
+    model_dir = env.root / "dirmodel"
+    model_dir.mkdir()
+    write_model(model_dir / "model.onnx", [0.5, 0.25], 0.0)
+    (model_dir / "README.md").write_text("linear scorer\n")
+    (model_dir / "config").mkdir()
+    (model_dir / "config" / "features.json").write_text('["a", "b"]\n')
+    record = publish_model(
+        load_client_config(env.admin_config),
+        model_dir,
+        name="dm",
+        version="1",
+        key=env.signing_key,
+        git_sha=GIT_SHA,
+        container_digest=CONTAINER,
+        dataset_snapshot=DATASET,
+        card={
+            "tenant_id": "A",
+            "domain": "credit",
+            "purpose": {"allowed": ["credit_scoring"]},
+            "revalidate_by": "2099-01-01T00:00:00Z",
+            "format": "onnx",
+        },
+    )
+    assert record.kind == "directory"
+    stage(running_registry, "dm", "1", "Approved")
+    set_alias(running_registry, "dm", "production", "1")
+    configure_gate(env.gate_config)
+    serving = _serve(env.gate_config, "dm@production")
+    try:
+        with serving.http() as http:
+            meta = http.get("/v2/models/dm").json()
+            assert meta["parameters"]["artifact_digest"] == record.artifact_digest
+            res = infer(http, "dm", [[2.0, 4.0]])
+            assert res.status_code == 200, res.text
+            assert abs(res.json()["outputs"][0]["data"][0] - 0.8807970) < 1e-5  # sigmoid(2)
+    finally:
+        assert serving.stop() == 0
