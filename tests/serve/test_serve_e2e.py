@@ -428,3 +428,29 @@ def test_directory_model_served_from_its_verified_manifest(
             assert abs(res.json()["outputs"][0]["data"][0] - 0.8807970) < 1e-5  # sigmoid(2)
     finally:
         assert serving.stop() == 0
+
+
+def test_startup_denied_rolls_back_to_cached_healthy_version(
+    running_registry: RunningRegistry,
+) -> None:
+    """Restarted after its current version was revoked: start-up is denied for v2 and the
+    runtime re-verifies and serves v1 from its cache (rollback_execute), not nothing."""
+    env = running_registry.env
+    publish_signed(running_registry, "risk", "1", [1.0, -1.0], 0.0)
+    configure_gate(env.gate_config)
+    serving = _serve(env.gate_config)
+    publish_signed(running_registry, "risk", "2", [2.0, -2.0], 0.5)
+    wait_until(lambda: _version(serving) == "2", what="swap to v2")
+    assert serving.stop() == 0
+    revoke(running_registry, "risk", "2", "found while the pod was down")
+    serving = _serve(env.gate_config)
+    try:
+        assert _version(serving) == "1"
+        assert "rollback_execute" in serving.first_line
+    finally:
+        assert serving.stop() == 0
+    events = audit_events(env.root / "audit.jsonl")
+    tail = [(e["event"], e.get("version"), e.get("decision")) for e in events[-4:]]
+    assert tail[:2] == [("startup_deny", "2", "deny"), ("rollback_execute", "1", "permit")]
+    rollback = events[-3]
+    assert {c["name"] for c in rollback["checks"]} >= {"signature", "rollback_history", "load"}
