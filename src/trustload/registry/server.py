@@ -134,6 +134,7 @@ def serve(config_path: Path) -> None:
     config = uvicorn.Config(
         app,
         http=PeerCertH11Protocol,
+        ws="none",  # no WebSocket upgrade path that would bypass the peer-identity protocol
         ssl_context_factory=lambda _config, _default: ctx,
         lifespan="off",
         log_level="warning",
