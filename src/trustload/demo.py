@@ -327,11 +327,18 @@ class Demo:
             f"(rollback_execute); inference now from v{out['model_version']}",
         )
 
+        import httpx
+
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        keep = ("trustload_decisions_total{", "trustload_loaded_model_info{", "trustload_ready ")
+        shown = [line for line in metrics.splitlines() if line.startswith(keep)]
+        self.step("8. Prometheus /metrics (excerpt)", "\n".join(shown))
+
         self.stop_all()
         self.decision_table(self.audit(), "audit log (hash-chained JSON Lines)")
         res = self.cli("audit", "verify", str(self.env / "audit.jsonl"), check=False)
         color = "green" if res.returncode == 0 else "red"
-        self.step("8. audit chain", f"[{color}]{(res.stdout or res.stderr).strip()}[/]")
+        self.step("9. audit chain", f"[{color}]{(res.stdout or res.stderr).strip()}[/]")
 
 
 @contextmanager
