@@ -148,3 +148,20 @@ def test_expired_client_certificate_is_refused(shared_registry, tmp_path):
     ctx = shared_registry.env.ssl_context(None)
     ctx.load_cert_chain(tmp_path / "new.pem", tmp_path / "new.key")
     assert _raw_exchange(shared_registry.url, ctx).startswith(b"HTTP/1.1 200")
+
+
+def test_plain_http_and_garbage_do_not_hurt_the_server(shared_registry):
+    host, port = _addr(shared_registry.url)
+    for payload in (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\xff\xff" + b"A" * 64,
+    ):
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(payload)
+            try:
+                answer = raw.recv(4096)
+            except ConnectionError:
+                answer = b""
+            assert b"200 OK" not in answer and b"status" not in answer
+    with shared_registry.client(token="") as c:
+        assert c.get("/healthz").status_code == 200
