@@ -25,6 +25,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import queue
 import stat
 import sys
 import threading
@@ -82,6 +83,48 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+class _PipelinedHash:
+    """Hash on a second thread while this one decrypts TLS and writes the file.
+
+    A cold pull is CPU-bound on the client (TLS decryption, SHA-256, page-cache
+    writes); ``hashlib`` and ``SSL_read`` both release the GIL, so hashing chunk *k*
+    while reading chunk *k+1* uses the second core. At most ``DEPTH`` chunks wait, and
+    the reader rotates ``DEPTH + 2`` buffers, so no buffer is reused while queued or
+    being hashed. ``close()`` joins: afterwards ``h`` covers every fed byte.
+    """
+
+    DEPTH = 6
+
+    def __init__(self, h: Any) -> None:
+        self.h = h
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(maxsize=self.DEPTH)
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.h.update(item)
+                except BaseException as exc:  # keep draining so the reader never blocks
+                    self.error = exc
+
+    def feed(self, chunk: memoryview | bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            raise RuntimeError(f"hashing failed: {self.error}") from self.error
 
 
 @dataclass
@@ -321,8 +364,9 @@ class BlobCache:
                         return
 
             threading.Thread(target=watchdog, daemon=True).start()
+            hasher = _PipelinedHash(h)
             try:
-                for chunk in resp.iter_raw():
+                for chunk in resp.iter_raw(buffers=_PipelinedHash.DEPTH + 2):
                     n = len(chunk)
                     floor.update(n)
                     if state.have + n > cap:
@@ -331,9 +375,10 @@ class BlobCache:
                             f"sha256:{hexdigest[:16]}..."
                         )
                     _write_all(fd, chunk)
-                    h.update(chunk)
+                    hasher.feed(chunk)
                     state.have += n
                     advance(n)
+                hasher.close()
             except TrustloadError:
                 raise
             except Exception as exc:  # httpx/OS errors become RegistryError
@@ -345,6 +390,7 @@ class BlobCache:
                 raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message) from exc
             finally:
                 done.set()
+                hasher.close()  # idempotent: state.h now covers exactly state.have bytes
             if tripped.is_set():
                 raise floor.error()
 

@@ -749,12 +749,16 @@ class BlobResponse:
     def headers(self) -> _Headers:
         return _Headers(self._response)
 
-    def iter_raw(self) -> Iterator[memoryview]:
-        """Yield views into one reused buffer: consume each before asking for the next."""
-        buf = bytearray(self.BUFFER)
-        view = memoryview(buf)
+    def iter_raw(self, buffers: int = 1) -> Iterator[memoryview]:
+        """Yield views into ``buffers`` reused buffers, in turn: a chunk stays valid until
+        ``buffers - 1`` more chunks have been asked for (so another thread may still be
+        hashing it while the next ones are read)."""
+        views = [memoryview(bytearray(self.BUFFER)) for _ in range(max(1, buffers))]
         readinto = self._response.readinto
+        turn = 0
         while True:
+            view = views[turn]
+            turn = (turn + 1) % len(views)
             n = readinto(view)
             if not n:
                 left = getattr(self._response, "length", None)
