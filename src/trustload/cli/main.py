@@ -57,7 +57,11 @@ def main() -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click *returns* a ``typer.Exit`` code instead of
+        # exiting; honour it so ``raise typer.Exit(1)`` means exit status 1.
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool):
+            sys.exit(result)
     except SystemExit:
         raise
     except UsageError as exc:
