@@ -570,6 +570,23 @@ def _read_key(path: Path) -> bytes:
     return data
 
 
+_ENGINE_CACHE: dict[str, PolicyEngine] = {}
+
+
+def _policy_engine(directory: Path) -> PolicyEngine:
+    """Compile a bundle once per process and content (the digest is the cache key)."""
+    from trustload.policy import PolicyEngine, load_bundle
+
+    bundle = load_bundle(directory)
+    engine = _ENGINE_CACHE.get(bundle.digest)
+    if engine is None:
+        engine = PolicyEngine.from_bundle(bundle)
+        if len(_ENGINE_CACHE) >= 8:
+            _ENGINE_CACHE.clear()
+        _ENGINE_CACHE[bundle.digest] = engine
+    return engine
+
+
 def verify_files(
     path: str | os.PathLike[str],
     *,
@@ -593,7 +610,7 @@ def verify_files(
     invocation (no trust anchor, half a keyless identity, unreadable key, missing
     model, bad policy bundle); missing or malformed *evidence* is a denial.
     """
-    from trustload.policy import PolicyEngine, default_policy_dir
+    from trustload.policy import default_policy_dir
 
     if not public_keys and certificate_identity is None:
         raise UsageError("give --key, or --certificate-identity with --certificate-oidc-issuer")
@@ -618,7 +635,7 @@ def verify_files(
         trusted_root=None if trusted_root is None else Path(trusted_root),
     )
     layout = ModelLayout.from_path(path)
-    engine = PolicyEngine.from_dir(Path(policy_dir) if policy_dir else default_policy_dir())
+    engine = _policy_engine(Path(policy_dir) if policy_dir else default_policy_dir())
     facts = GateFacts(
         requested=str(path),
         environment="local",

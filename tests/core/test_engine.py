@@ -537,3 +537,23 @@ def test_conjunction_property(signed, tmp_path):
         assert decision.permitted is expected_ok, decision.reasons
 
     check()
+
+
+def test_verify_files_recompiles_an_edited_policy(signed, tmp_path):
+    """The per-process policy cache is keyed by content: an edit takes effect at once."""
+    import trustload
+
+    root = tmp_path / "policy"
+    root.mkdir()
+    shutil.copyfile(default_policy_dir() / "download.rego", root / "download.rego")
+    kwargs = {"signature": signed.signature, "public_keys": [signed.pub], "policy_dir": root}
+    assert trustload.verify_files(signed.model, **kwargs).permitted
+    (root / "extra.rego").write_text(
+        'package registry.download\n\nimport rego.v1\n\ndeny contains "frozen" if true\n'
+    )
+    decision = trustload.verify_files(signed.model, **kwargs)
+    assert decision.reasons == [R.POLICY_DENY]
+    assert (
+        decision.policy_digest
+        != trustload.verify_files(signed.model, **{**kwargs, "policy_dir": None}).policy_digest
+    )
