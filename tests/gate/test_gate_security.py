@@ -384,3 +384,36 @@ def test_unwritable_cache_is_a_denial_not_a_crash(ro: World) -> None:
     result = ro.gate("risk@production", cfg)
     assert codes(result) == ["REGISTRY_UNAVAILABLE"]
     assert result.layout is None
+
+
+def _registry_blob(world: World, digest: str) -> Path:
+    blob = world.reg.blob_path(digest)
+    os.chmod(blob, 0o644)
+    return blob
+
+
+@pytest.mark.parametrize("how", ["longer", "shorter"])
+def test_registry_blob_of_the_wrong_size_is_digest_mismatch(prod: World, how: str) -> None:
+    rec = prod.gate("risk@1", with_gate(prod.gate_cfg, cache_dir=prod.work / "c0")).record
+    assert rec is not None
+    blob = _registry_blob(prod, rec.artifact_digest)
+    data = blob.read_bytes()
+    blob.write_bytes(data + b"trailing bytes" if how == "longer" else data[:-100])
+    result = prod.gate("risk@production", with_gate(prod.gate_cfg, cache_dir=prod.work / "c1"))
+    assert codes(result) == ["DIGEST_MISMATCH"], result.decision.to_json()
+
+
+def test_interrupted_download_is_resumed_from_the_real_registry(prod: World) -> None:
+    rec = prod.gate("risk@1", with_gate(prod.gate_cfg, cache_dir=prod.work / "c0")).record
+    assert rec is not None
+    cfg = prod.gate_cfg
+    blobs = cfg.gate.cache_dir / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    data = prod.reg.blob_path(rec.artifact_digest).read_bytes()
+    hexd = rec.artifact_digest.removeprefix("sha256:")
+    (blobs / f".{hexd}.partial").write_bytes(data[: len(data) // 3])  # a killed earlier pull
+    result = prod.gate("risk@production", cfg)
+    assert result.decision.permitted, result.decision.to_json()
+    download = next(c for c in result.decision.checks if c.name == "download")
+    assert "1 resumed" in download.detail
+    assert (blobs / hexd).read_bytes() == data
