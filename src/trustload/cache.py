@@ -63,6 +63,7 @@ class BlobResult:
     fetched: bool  # downloaded (in full or resumed) during this call
     evicted: bool  # a cached copy failed re-verification and was replaced
     resumed_from: int = 0  # bytes already on disk when the download (re)started
+    hashed: bool = True  # False: a cached copy handed on unhashed (``reverify=False``)
 
 
 def _hash_fd_into(h: Any, fd: int, length: int) -> None:
@@ -201,6 +202,15 @@ class BlobCache:
         finally:
             os.close(fd)
 
+    @staticmethod
+    def _plausible(path: Path, size: int) -> bool:
+        """A regular file (not a FIFO, device or symlink) of exactly ``size`` bytes."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_size == size
+
     def evict(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_for(digest))
@@ -214,11 +224,16 @@ class BlobCache:
         *,
         limit: int,
         label: str = "",
+        reverify: bool = True,
     ) -> BlobResult:
         """Return a verified cached copy of ``digest``, downloading it if needed.
 
         ``size`` is the recorded size when the Registry pins one (model files); for
         evidence blobs whose size is not recorded, ``limit`` bounds what is accepted.
+        ``reverify=False`` hands on a cached copy that is a regular file of the right
+        size *without* hashing it, for a caller that hashes those exact bytes itself
+        right away (the gate's engine does, on every load) and calls again with
+        ``reverify=True`` when they do not match; a download is always hashed.
         """
         hexdigest = parse_digest(digest)
         cap = size if size is not None else limit
@@ -231,6 +246,8 @@ class BlobCache:
         with self._locked(hexdigest):
             final = self.blobs / hexdigest
             evicted = False
+            if not reverify and size is not None and self._plausible(final, size):
+                return BlobResult(final, digest, size, False, False, hashed=False)
             if final.exists():
                 if self.verify_cached(digest, size):
                     return BlobResult(final, digest, final.stat().st_size, False, False)

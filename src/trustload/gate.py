@@ -247,12 +247,34 @@ class _Fetched:
     cached: int = 0
     evicted: int = 0
     resumed: int = 0
+    unhashed: int = 0  # cached model files left for the engine to hash (quick path)
+
+    def describe(self) -> str:
+        text = (
+            f"{self.fetched} fetched, {self.cached} re-verified from cache, "
+            f"{self.evicted} evicted and fetched again, {self.resumed} resumed"
+        )
+        if self.unhashed:
+            text += f" ({self.unhashed} cached model file(s) hashed by the checks below)"
+        return text
 
 
 def fetch_model(
-    client: RegistryClient, cache: BlobCache, record: VersionRecord, max_bytes: int
+    client: RegistryClient,
+    cache: BlobCache,
+    record: VersionRecord,
+    max_bytes: int,
+    *,
+    quick: bool = False,
 ) -> _Fetched:
-    """R3.4: download by digest everything the record pins; return verified cache paths."""
+    """R3.4: download by digest everything the record pins; return cache paths.
+
+    Every downloaded blob, the manifest and the evidence are hashed here. With
+    ``quick``, cached *model files* of the right size are handed on unhashed: the
+    engine hashes exactly those bytes on this same load (digest pin and signature),
+    and a mismatch there sends the gate back here with ``quick=False``. That saves a
+    whole pass over a large model on every warm start and refresh.
+    """
     total = sum(f.size for f in record.files)
     if total > max_bytes:
         raise TrustloadError(
@@ -261,14 +283,16 @@ def fetch_model(
         )
     results = []
 
-    def get(digest: str, size: int | None, limit: int, label: str) -> Path:
-        res = cache.ensure(client, digest, size, limit=limit, label=label)
+    def get(digest: str, size: int | None, limit: int, label: str, model: bool = False) -> Path:
+        res = cache.ensure(
+            client, digest, size, limit=limit, label=label, reverify=not (quick and model)
+        )
         results.append(res)
         return res.path
 
     if record.kind == "file":
         entry = record.files[0]
-        where = get(record.artifact_digest, record.artifact_size, max_bytes, entry.path)
+        where = get(record.artifact_digest, record.artifact_size, max_bytes, entry.path, True)
         layout = ModelLayout("file", entry.path, ((entry.path, where),))
     else:
         manifest_path = get(record.artifact_digest, None, MAX_MANIFEST_BYTES, "manifest")
@@ -280,7 +304,10 @@ def fetch_model(
         paths = []
         for entry in record.files:
             paths.append(
-                (entry.path, get(f"sha256:{entry.sha256}", entry.size, max_bytes, entry.path))
+                (
+                    entry.path,
+                    get(f"sha256:{entry.sha256}", entry.size, max_bytes, entry.path, True),
+                )
             )
         layout = ModelLayout("directory", record.name, tuple(paths))
 
@@ -297,6 +324,7 @@ def fetch_model(
         out.cached += not res.fetched
         out.evicted += res.evicted
         out.resumed += bool(res.resumed_from)
+        out.unhashed += not res.hashed
     return out
 
 
@@ -487,53 +515,55 @@ def _run(
     if blocked_at_once(early) or engine is None:
         return deny(early, record=record, requester=requester, policy_digest=digest_now)
 
-    # R3.4: download by digest into the cache (re-verifying what is already there).
+    # R3.4 + R3.5: download by digest into the cache, then every check and the policy
+    # over the exact cached bytes. Cached model files are first handed to the engine
+    # unhashed (it hashes them anyway); if the engine then finds a digest or signature
+    # mismatch, the cache re-verifies every blob, evicts and re-fetches what no longer
+    # matches (once), and the engine decides again.
     cache = BlobCache(gate.cache_dir)
-    t1 = time.perf_counter()
-    try:
-        fetched = fetch_model(client, cache, record, config.registry.max_download_bytes)
-    except (TrustloadError, OSError) as exc:
-        # A cache that cannot be written (full disk, read-only mount) is no excuse to
-        # load anything: it denies like a Registry that cannot deliver.
-        code, message = (
-            (exc.code, exc.message)
-            if isinstance(exc, TrustloadError)
-            else (ReasonCode.REGISTRY_UNAVAILABLE, f"cache {gate.cache_dir}: {exc}")
+    anchors = trust_anchors(config)
+    suspect = {ReasonCode.DIGEST_MISMATCH, ReasonCode.SIGNATURE_INVALID}
+    for quick in (True, False):
+        t1 = time.perf_counter()
+        try:
+            fetched = fetch_model(
+                client, cache, record, config.registry.max_download_bytes, quick=quick
+            )
+        except (TrustloadError, OSError) as exc:
+            # A cache that cannot be written (full disk, read-only mount) is no excuse
+            # to load anything: it denies like a Registry that cannot deliver.
+            code, message = (
+                (exc.code, exc.message)
+                if isinstance(exc, TrustloadError)
+                else (ReasonCode.REGISTRY_UNAVAILABLE, f"cache {gate.cache_dir}: {exc}")
+            )
+            failed = CheckResult.failed("download", code, message)
+            failed = failed.with_ms((time.perf_counter() - t1) * 1000.0)
+            return deny(
+                [*early, failed], record=record, requester=requester, policy_digest=digest_now
+            )
+        download = CheckResult.passed(
+            "download", fetched.describe(), (time.perf_counter() - t1) * 1000.0
         )
-        failed = CheckResult.failed("download", code, message)
-        failed = failed.with_ms((time.perf_counter() - t1) * 1000.0)
-        return deny([*early, failed], record=record, requester=requester, policy_digest=digest_now)
-    checks.append(
-        CheckResult.passed(
-            "download",
-            f"{fetched.fetched} fetched, {fetched.cached} re-verified from cache, "
-            f"{fetched.evicted} evicted and fetched again, {fetched.resumed} resumed",
-            (time.perf_counter() - t1) * 1000.0,
+        facts = GateFacts(
+            requested=requested,
+            environment=env,
+            now=now,
+            clock_skew=timedelta(seconds=gate.clock_skew),
+            layout=fetched.layout,
+            signature_bundle=fetched.signature,
+            attestation=fetched.attestation,
+            anchors=anchors,
+            expect=Expectations(container_digest=gate.runtime_container_digest),
+            record=record,
+            requester=requester,
+            trusted_state=trusted,
+            pre_checks=(*checks, download),
+            require_change_ticket=gate.require_change_ticket,
         )
-    )
-
-    # R3.5: every check and the policy, over the exact cached bytes.
-    try:
-        anchors = trust_anchors(config)
-    except UsageError:
-        raise
-    facts = GateFacts(
-        requested=requested,
-        environment=env,
-        now=now,
-        clock_skew=timedelta(seconds=gate.clock_skew),
-        layout=fetched.layout,
-        signature_bundle=fetched.signature,
-        attestation=fetched.attestation,
-        anchors=anchors,
-        expect=Expectations(container_digest=gate.runtime_container_digest),
-        record=record,
-        requester=requester,
-        trusted_state=trusted,
-        pre_checks=tuple(checks),
-        require_change_ticket=gate.require_change_ticket,
-    )
-    decision = decide(facts, engine)
+        decision = decide(facts, engine)
+        if decision.permitted or not fetched.unhashed or not suspect & set(decision.reasons):
+            break
     if not decision.permitted:
         return GateResult(decision, record, None, None)
     result = GateResult(decision, record, fetched.layout, record.files)

@@ -293,3 +293,19 @@ def test_blob_without_client_certificate_is_auth_failed(tls_server, client_cfg, 
     with client, pytest.raises(TrustloadError) as err:
         cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert err.value.code is ReasonCode.AUTH_FAILED
+
+
+def test_quick_path_hands_on_same_size_copies_and_refetches_wrong_sizes(
+    tls_server, client_cfg, cache
+):
+    srv = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    with client_for(client_cfg(srv.url)) as client:
+        first = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT, reverify=False)
+        assert first.fetched and first.hashed  # a download is always hashed
+        quick = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT, reverify=False)
+        assert not quick.fetched and not quick.hashed  # the caller hashes these bytes
+        os.chmod(first.path, 0o644)
+        first.path.write_bytes(DATA[:-1])  # truncated: not even the right size
+        again = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT, reverify=False)
+        assert again.evicted and again.fetched and again.path.read_bytes() == DATA
+    assert len(blob_requests(srv)) == 2
