@@ -57,3 +57,18 @@ def test_unknown_option_is_usage_error() -> None:
     )
     assert out.returncode == 2
     assert "No such option" in out.stderr
+
+
+def test_console_script_sends_verify_files_to_the_lean_front_end() -> None:
+    """``trustload verify-files`` must not pay typer's start-up (bench/hash_verify.py)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['trustload', 'verify-files', '--no-such-flag']\n"
+        "import trustload.cli.entry as entry\n"
+        "try:\n"
+        "    entry.main()\n"
+        "except SystemExit as stop:\n"
+        "    print(stop.code, 'typer' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["2", "False"], out.stderr
