@@ -634,7 +634,17 @@ def verify_files(
         certificate_oidc_issuer=certificate_oidc_issuer,
         trusted_root=None if trusted_root is None else Path(trusted_root),
     )
-    layout = ModelLayout.from_path(path)
+    try:
+        layout = ModelLayout.from_path(path)
+    except UsageError as exc:
+        if not os.path.lexists(path):
+            raise  # a missing model is a usage error
+        # A symlink or special file in (or as) the model is hostile evidence: the
+        # signed statement cannot cover it, so it is a denial with a code, not exit 2.
+        check = CheckResult.failed("model_files", ReasonCode.SIGNATURE_INVALID, str(exc))
+        return Decision(
+            event=Event.STARTUP_DENY, checks=[check], requested=str(path), environment="local"
+        )
     engine = _policy_engine(Path(policy_dir) if policy_dir else default_policy_dir())
     facts = GateFacts(
         requested=str(path),
