@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trustload.checks.digest import check_digest
 from trustload.checks.downgrade import check_downgrade
@@ -39,7 +39,7 @@ from trustload.errors import TrustloadError, UsageError
 from trustload.facts import Expectations, Requester, TrustAnchors, TrustedState, VersionRecord
 
 if TYPE_CHECKING:
-    from trustload.policy import AttestationView, PolicyEngine, PolicyVerdict
+    from trustload.policy import AttestationView, PolicyBundle, PolicyEngine, PolicyVerdict
 
 DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
 MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
@@ -286,7 +286,47 @@ def _start_measure(layout: ModelLayout) -> _Measure | None:
     return _Measure(layout) if size > CONCURRENT_MEASURE_BYTES else None
 
 
-def decide(facts: GateFacts, policy: PolicyEngine) -> Decision:
+class PolicyLike(Protocol):
+    """What :func:`decide` needs of a policy: its bundle digest and an evaluator."""
+
+    @property
+    def digest(self) -> str: ...
+
+    def evaluate(self, input_doc: dict[str, Any]) -> PolicyVerdict: ...
+
+
+class _PolicyCompiledAside:
+    """A policy whose Rego compiles on a background thread while the model hashes.
+
+    ``verify-files`` is a one-shot process: importing regopy and compiling the bundle
+    would otherwise add to the hashing time. The digest is known up front (it comes
+    from the bundle's bytes); :meth:`evaluate` waits for the compiled engine.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from trustload.policy import load_bundle
+
+        bundle = load_bundle(directory)  # usage errors (bad bundle) surface here, at once
+        self._digest = bundle.digest
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rego-compile")
+        self._future = pool.submit(_policy_engine_for, bundle)
+        pool.shutdown(wait=False)
+
+    @property
+    def digest(self) -> str:
+        return self._digest
+
+    def engine(self) -> PolicyEngine:
+        """The compiled engine; re-raises a compile error (a usage error)."""
+        return self._future.result()
+
+    def evaluate(self, input_doc: dict[str, Any]) -> PolicyVerdict:
+        return self.engine().evaluate(input_doc)
+
+
+def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
     """Run every applicable check and the Rego policy; permit only if all pass."""
     from trustload.checks.attestation import check_attestation
     from trustload.checks.signature import check_model_signature
@@ -575,9 +615,14 @@ _ENGINE_CACHE: dict[str, PolicyEngine] = {}
 
 def _policy_engine(directory: Path) -> PolicyEngine:
     """Compile a bundle once per process and content (the digest is the cache key)."""
-    from trustload.policy import PolicyEngine, load_bundle
+    from trustload.policy import load_bundle
 
-    bundle = load_bundle(directory)
+    return _policy_engine_for(load_bundle(directory))
+
+
+def _policy_engine_for(bundle: PolicyBundle) -> PolicyEngine:
+    from trustload.policy import PolicyEngine
+
     engine = _ENGINE_CACHE.get(bundle.digest)
     if engine is None:
         engine = PolicyEngine.from_bundle(bundle)
@@ -645,7 +690,7 @@ def verify_files(
         return Decision(
             event=Event.STARTUP_DENY, checks=[check], requested=str(path), environment="local"
         )
-    engine = _policy_engine(Path(policy_dir) if policy_dir else default_policy_dir())
+    policy = _PolicyCompiledAside(Path(policy_dir) if policy_dir else default_policy_dir())
     facts = GateFacts(
         requested=str(path),
         environment="local",
@@ -659,6 +704,7 @@ def verify_files(
         require_attestation=attestation is not None,
     )
     started = time.perf_counter()
-    decision = decide(facts, engine)
+    decision = decide(facts, policy)
+    policy.engine()  # a bundle that does not compile is a usage error, never a verdict
     decision.latency_ms = (time.perf_counter() - started) * 1000.0
     return decision
