@@ -296,3 +296,30 @@ def test_gate_turns_a_redirect_off_the_allowlist_into_a_decision(tls_server, cli
     line = json.loads((tmp_path / "audit.jsonl").read_text())
     assert line["event"] == "startup_deny" and line["caller"] == "spiffe://test/ns/serving/sa/gate"
     assert TOKEN not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_close_before_answer_is_auth_failed_until_the_certificate_was_accepted() -> None:
+    """Under TLS 1.3 a refused client certificate looks like a close before the answer
+    (AUTH_FAILED). Once this Registry has answered a request made with the same
+    certificate, the same close is the Registry failing: REGISTRY_UNAVAILABLE."""
+    import http.client
+
+    from trustload.client.transport import translate
+
+    closed = http.client.RemoteDisconnected("Remote end closed connection without response")
+    url = "https://127.0.0.1:8443/v1/blobs/sha256/" + "a" * 64
+    assert translate(closed, url, after_handshake=True).code is ReasonCode.AUTH_FAILED
+    later = translate(closed, url, after_handshake=True, certificate_accepted=True)
+    assert later.code is ReasonCode.REGISTRY_UNAVAILABLE
+    assert "accepting this client certificate earlier" in later.message
+
+
+def test_explicit_certificate_alert_stays_auth_failed_after_acceptance() -> None:
+    import ssl
+
+    from trustload.client.transport import translate
+
+    alert = ssl.SSLError(1, "alert")
+    alert.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    err = translate(alert, "https://127.0.0.1:8443/healthz", certificate_accepted=True)
+    assert err.code is ReasonCode.AUTH_FAILED

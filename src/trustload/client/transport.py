@@ -319,7 +319,11 @@ _CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, Broken
 
 
 def translate(
-    exc: BaseException, url: str, *, after_handshake: bool | None = None
+    exc: BaseException,
+    url: str,
+    *,
+    after_handshake: bool | None = None,
+    certificate_accepted: bool = False,
 ) -> RegistryError:
     """Map an httpx / http.client / ssl / OS error to a RegistryError, deliberately.
 
@@ -329,7 +333,29 @@ def translate(
     of the handshake is done, so a refused certificate shows up as the server
     closing (EOF, reset, or an alert) before it answers: AUTH_FAILED. During the
     handshake, the same symptoms are a TLS policy failure.
+
+    ``certificate_accepted``: this Registry has already answered a request made with
+    this very certificate, so a close before answering is the Registry (or the
+    network) failing, not a refusal: REGISTRY_UNAVAILABLE.
     """
+    error = _translate(exc, url, after_handshake)
+    if certificate_accepted and error.code is ReasonCode.AUTH_FAILED and _closed_unanswered(error):
+        return RegistryError(
+            ReasonCode.REGISTRY_UNAVAILABLE,
+            f"{_describe(url)} closed the connection before answering, after accepting "
+            f"this client certificate earlier: {error.message}",
+        )
+    return error
+
+
+_CLOSED_UNANSWERED = "closed the connection"
+
+
+def _closed_unanswered(error: RegistryError) -> bool:
+    return _CLOSED_UNANSWERED in error.message
+
+
+def _translate(exc: BaseException, url: str, after_handshake: bool | None) -> RegistryError:
     import httpx
 
     if isinstance(exc, RegistryError):
@@ -474,6 +500,8 @@ class Transport:
         self._sleep = sleep
         self._client: httpx.Client | None = None
         self.requests_sent = 0
+        # Set once the Registry has answered any request: our certificate was accepted.
+        self.certificate_accepted = False
 
     # -- plumbing
     @property
@@ -599,7 +627,8 @@ class Transport:
                 self.requests_sent += 1
                 response = client.send(request, stream=True)
             except Exception as exc:
-                raise translate(exc, url) from exc
+                raise translate(exc, url, certificate_accepted=self.certificate_accepted) from exc
+            self.certificate_accepted = True
             if response.status_code not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("location", "")
@@ -636,8 +665,8 @@ class Transport:
                     return bytes(buf[:limit])
         except RegistryError:
             raise
-        except Exception as exc:
-            raise translate(exc, url) from exc
+        except Exception as exc:  # an answer was already received: never AUTH_FAILED
+            raise translate(exc, url, certificate_accepted=True) from exc
         return bytes(buf)
 
     @contextmanager
@@ -677,7 +706,13 @@ class Transport:
                 response = conn.getresponse()
             except Exception as exc:
                 conn.close()
-                raise translate(exc, url, after_handshake=True) from exc
+                raise translate(
+                    exc,
+                    url,
+                    after_handshake=True,
+                    certificate_accepted=self.certificate_accepted,
+                ) from exc
+            self.certificate_accepted = True
             try:
                 if response.status in REDIRECT_STATUSES:
                     location = response.getheader("location") or ""
