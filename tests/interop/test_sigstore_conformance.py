@@ -180,23 +180,49 @@ def test_tsa_validity_end_is_inclusive(tmp_path: Path, mode: str, shift, permitt
         assert "verified time" in sig.detail
 
 
-@pytest.mark.parametrize("mode", ["path", "digest"])
-def test_tlog_validity_end_is_inclusive(tmp_path: Path, mode: str) -> None:
-    """Upstream trust-root-tlog-validity-end-inclusive: happy-path-v0.1 against the
-    production root with its log key's end set to the entry's integrated time."""
-    case = BV / "happy-path-v0.1"
-    doc = json.loads((case / "bundle.sigstore.json").read_bytes())
+def _entry_time(bundle: Path) -> tuple[datetime, str]:
+    doc = json.loads(bundle.read_bytes())
     entry = doc["verificationMaterial"]["tlogEntries"][0]
-    at = datetime.fromtimestamp(int(entry["integratedTime"]), tz=UTC)
-    log_id = entry["logId"]["keyId"]
+    return datetime.fromtimestamp(int(entry["integratedTime"]), tz=UTC), entry["logId"]["keyId"]
 
+
+def _log_validity(field: str, at: datetime, log_id: str) -> Any:
     def edit(root: dict[str, Any]) -> None:
         (tlog,) = [t for t in root["tlogs"] if t["logId"]["keyId"] == log_id]
-        tlog["publicKey"]["validFor"]["end"] = _rfc3339(at)
+        tlog["publicKey"].setdefault("validFor", {})[field] = _rfc3339(at)
 
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("field", "shift", "permitted"),
+    [
+        ("end", timedelta(0), True),  # upstream trust-root-tlog-validity-end-inclusive
+        ("end", timedelta(seconds=-1), False),  # the log key retired before the entry
+        ("end", timedelta(seconds=1), True),
+        ("start", timedelta(0), True),
+        ("start", timedelta(seconds=1), False),  # the log key not yet valid
+    ],
+)
+@pytest.mark.parametrize("mode", ["path", "digest"])
+def test_log_key_validity_at_integrated_time(
+    tmp_path: Path, mode: str, field: str, shift: timedelta, permitted: bool
+) -> None:
+    """happy-path-v0.1 against the production root with its log key's validity edited
+    (upstream's case is the end equal to the integrated time). sigstore 4.5.1 accepts
+    an entry integrated after its log key's end; trustload refuses it."""
+    case = BV / "happy-path-v0.1"
+    at, log_id = _entry_time(case / "bundle.sigstore.json")
     artifact, kwargs = _materials(case)
-    kwargs["trusted_root"] = _root_with(tmp_path, PRODUCTION, edit)
-    assert verify_files(_target(artifact, mode), **kwargs).permitted
+    kwargs["trusted_root"] = _root_with(
+        tmp_path, PRODUCTION, _log_validity(field, at + shift, log_id)
+    )
+    decision = verify_files(_target(artifact, mode), **kwargs)
+    sig = _signature_check(decision)
+    assert decision.permitted is permitted, sig.detail
+    if not permitted:
+        assert sig.code is ReasonCode.SIGNATURE_INVALID
+        assert "log key's validity" in sig.detail
 
 
 # ------------------------------------------------------------------------- managed keys
@@ -259,6 +285,16 @@ def test_key_with_trusted_root_verifies_against_those_logs() -> None:
     assert not denied.permitted
     assert sig.code is ReasonCode.SIGNATURE_INVALID
     assert "invalid log entry" in sig.detail
+
+
+def test_key_with_trusted_root_checks_the_log_key_validity(tmp_path: Path) -> None:
+    at, log_id = _entry_time(MANAGED / "bundle.sigstore.json")
+    artifact, kwargs = _materials(MANAGED)
+    edit = _log_validity("end", at - timedelta(seconds=1), log_id)
+    kwargs["trusted_root"] = _root_with(tmp_path, MANAGED / "trusted_root.json", edit)
+    sig = _signature_check(verify_files(str(artifact), **kwargs))
+    assert sig.code is ReasonCode.SIGNATURE_INVALID
+    assert "after its log key's validity ended" in sig.detail
 
 
 def test_key_alone_ignores_the_log_and_with_production_root_checks_it() -> None:

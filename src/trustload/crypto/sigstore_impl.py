@@ -225,6 +225,30 @@ def check_intoto_v002_body(
         raise VerificationError("intoto log entry body lacks a required field") from None
 
 
+def check_log_key_validity(root: TrustedRoot, entry: Any, *, other_keys: bool = False) -> None:
+    """An entry's integrated time must lie inside the validity (a closed interval) of the
+    log key its ``logId`` names. sigstore 4.5.1 verifies with expired log keys and never
+    compares, so a log key retired before the entry would still vouch for it. An entry
+    without an integrated time (Rekor v2) is timed by its TSA instead. ``other_keys``:
+    bare Rekor keys (no validity) may have verified an entry the root does not name."""
+    if not entry.integrated_time:
+        return
+    at = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    for tlog in root._inner.tlogs:
+        if not hmac.compare_digest(tlog.log_id.key_id, entry.log_id.key_id):
+            continue
+        period = tlog.public_key.valid_for
+        if period is None:
+            return
+        if period.start is not None and at < period.start:
+            raise VerificationError("log entry integrated before its log key's validity")
+        if period.end is not None and at > period.end:
+            raise VerificationError("log entry integrated after its log key's validity ended")
+        return
+    if not other_keys:
+        raise VerificationError("log entry's logId names no log of the trusted root")
+
+
 @dataclass(frozen=True)
 class KeylessResult:
     envelope: Envelope | None
@@ -254,6 +278,7 @@ def verify_keyless(
     verifier = GateVerifier(trusted_root=root)
     policy = Identity(identity=identity, issuer=issuer)
     try:
+        check_log_key_validity(root, bundle.log_entry._inner)
         if bundle._inner.dsse_envelope is not None:
             ptype, payload = verifier.verify_dsse(bundle, policy)
             sigs = bundle._inner.dsse_envelope.signatures
@@ -360,6 +385,9 @@ def verify_managed_key_bundle(
         raise SignatureError(f"log entry: {exc}", ReasonCode.TRANSPARENCY_UNAVAILABLE) from None
     try:
         entry._verify(keyring)
+        if trusted_root is not None:
+            root = load_trusted_root(trusted_root)
+            check_log_key_validity(root, entry._inner, other_keys=bool(rekor_keys))
     except Exception as exc:
         raise SignatureError(f"invalid log entry: {type(exc).__name__}: {str(exc)[:200]}") from None
     kv = entry._inner.kind_version
