@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -532,3 +533,65 @@ def test_cli_rekor_key_is_repeatable(tmp_path: Path) -> None:
             timeout=120,
         )
         assert no.returncode == 1 and json.loads(no.stdout)["reasons"] == ["SIGNATURE_INVALID"]
+
+
+# ------------------------------------------------ the adapter for the upstream harness
+
+ADAPTER = Path(__file__).resolve().parents[2] / "scripts" / "sigstore_conformance_client.py"
+
+
+def _protocol_argv(case: str, mode: str) -> list[str]:
+    """What the upstream harness passes its client (docs/cli_protocol.md)."""
+    artifact, kw = _materials(BV / case)
+    argv = ["verify-bundle", "--bundle", str(kw["signature"])]
+    if "public_keys" in kw:
+        argv += ["--key", str(kw["public_keys"][0])]
+    else:
+        argv += ["--certificate-identity", kw["certificate_identity"]]
+        argv += ["--certificate-oidc-issuer", kw["certificate_oidc_issuer"]]
+    if (BV / case / "trusted_root.json").is_file():
+        argv += ["--trusted-root", str(BV / case / "trusted_root.json")]
+    return [*argv, _target(artifact, mode)]
+
+
+@pytest.mark.parametrize(
+    ("case", "mode"),
+    [
+        ("happy-path-v0.1", "path"),
+        ("managed-key-happy-path", "digest"),
+        ("intoto-with-custom-trust-root", "digest"),
+        ("rekor2-happy-path", "path"),
+        ("checkpoint-wrong-roothash_fail", "digest"),
+        ("managed-key-wrong-key_fail", "path"),
+    ],
+)
+def test_adapter_speaks_the_harness_protocol(case: str, mode: str) -> None:
+    env = {**os.environ, "TRUSTLOAD_CONFORMANCE_ROOT": str(PRODUCTION)}
+    out = subprocess.run(
+        [sys.executable, str(ADAPTER), *_protocol_argv(case, mode)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert "Traceback" not in out.stderr
+    assert out.returncode == (1 if case.endswith("_fail") else 0), out.stderr
+
+
+def test_adapter_refuses_signing_and_a_missing_root(tmp_path: Path, monkeypatch) -> None:
+    sys.path.insert(0, str(ADAPTER.parent))
+    try:
+        import sigstore_conformance_client as adapter
+    finally:
+        sys.path.remove(str(ADAPTER.parent))
+    assert adapter.main(["sign-bundle", "--identity-token", "t", "--bundle", "b", "f"]) == 2
+    monkeypatch.delenv("TRUSTLOAD_CONFORMANCE_ROOT", raising=False)
+    with pytest.raises(SystemExit, match="TRUSTLOAD_CONFORMANCE_ROOT"):
+        adapter.main(_protocol_argv("happy-path-v0.1", "path"))
+    # A digest-looking name that is a file on disk is that file, as the protocol says.
+    monkeypatch.chdir(tmp_path)
+    artifact, _kw = _materials(BV / "happy-path-v0.1")
+    name = _digest(artifact)
+    Path(name).write_bytes(artifact.read_bytes())
+    ns = adapter._parser().parse_args(["verify-bundle", "--bundle", "b", "--key", "k", name])
+    assert adapter.verify_files_argv(ns, {"TRUSTLOAD_CONFORMANCE_ROOT": "r"})[0] == f"./{name}"
