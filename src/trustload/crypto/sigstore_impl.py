@@ -352,6 +352,57 @@ def _log_keyring(trusted_root: Path | None, rekor_keys: tuple[bytes, ...]) -> An
     return RekorKeyring(Keyring(keys))
 
 
+def _key_entry_matches(
+    kind: str,
+    version: str,
+    spec: dict[str, Any],
+    obj: dict[str, Any],
+    key: PublicKey,
+    artifact_sha256: bytes | None,
+    envelope: Envelope | None,
+) -> bool:
+    """The entry body records this signature, this key and this artifact (or payload)."""
+    if kind == "hashedrekord" and version == "0.0.1":
+        if artifact_sha256 is None or envelope is not None:
+            raise SignatureError("hashedrekord entry for a non-message bundle")
+        sig_b64 = obj["messageSignature"]["signature"]
+        h = spec["data"]["hash"]
+        entry_sig = base64.b64decode(spec["signature"]["content"], validate=True)
+        entry_key = serialization.load_pem_public_key(
+            base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
+        )
+        return (
+            h.get("algorithm") == "sha256"
+            and hmac.compare_digest(str(h.get("value", "")), artifact_sha256.hex())
+            and hmac.compare_digest(entry_sig, base64.b64decode(sig_b64, validate=True))
+            and entry_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            == public_der(key)
+        )
+    elif kind == "dsse" and version == "0.0.1":
+        if envelope is None:
+            raise SignatureError("dsse entry for a non-DSSE bundle")
+        ph = spec["payloadHash"]
+        entry_sigs = set()
+        for s in spec.get("signatures") or []:
+            entry_sigs.add(base64.b64decode(s["signature"], validate=True))
+            vkey = serialization.load_pem_public_key(base64.b64decode(s["verifier"], validate=True))
+            if vkey.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ) != public_der(key):
+                raise SignatureError("log entry names another key")
+        return (
+            ph.get("algorithm") == "sha256"
+            and hmac.compare_digest(
+                str(ph.get("value", "")), hashlib.sha256(envelope.payload).hexdigest()
+            )
+            and entry_sigs == {s.sig for s in envelope.signatures}
+        )
+    else:
+        raise SignatureError(f"unsupported log entry kind {kind}/{version} for a key bundle")
+
+
 def verify_managed_key_bundle(
     obj: dict[str, Any],
     raw: bytes,
@@ -393,49 +444,7 @@ def verify_managed_key_bundle(
     kv = entry._inner.kind_version
     try:
         spec = entry_body(entry._inner.canonicalized_body)["spec"]
-        if kv.kind == "hashedrekord" and kv.version == "0.0.1":
-            if artifact_sha256 is None or envelope is not None:
-                raise SignatureError("hashedrekord entry for a non-message bundle")
-            sig_b64 = obj["messageSignature"]["signature"]
-            h = spec["data"]["hash"]
-            entry_sig = base64.b64decode(spec["signature"]["content"], validate=True)
-            entry_key = serialization.load_pem_public_key(
-                base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
-            )
-            ok = (
-                h.get("algorithm") == "sha256"
-                and hmac.compare_digest(str(h.get("value", "")), artifact_sha256.hex())
-                and hmac.compare_digest(entry_sig, base64.b64decode(sig_b64, validate=True))
-                and entry_key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-                == public_der(key)
-            )
-        elif kv.kind == "dsse" and kv.version == "0.0.1":
-            if envelope is None:
-                raise SignatureError("dsse entry for a non-DSSE bundle")
-            ph = spec["payloadHash"]
-            entry_sigs = set()
-            for s in spec.get("signatures") or []:
-                entry_sigs.add(base64.b64decode(s["signature"], validate=True))
-                vkey = serialization.load_pem_public_key(
-                    base64.b64decode(s["verifier"], validate=True)
-                )
-                if vkey.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                ) != public_der(key):
-                    raise SignatureError("log entry names another key")
-            ok = (
-                ph.get("algorithm") == "sha256"
-                and hmac.compare_digest(
-                    str(ph.get("value", "")), hashlib.sha256(envelope.payload).hexdigest()
-                )
-                and entry_sigs == {s.sig for s in envelope.signatures}
-            )
-        else:
-            raise SignatureError(
-                f"unsupported log entry kind {kv.kind}/{kv.version} for a key bundle"
-            )
+        ok = _key_entry_matches(kv.kind, kv.version, spec, obj, key, artifact_sha256, envelope)
     except SignatureError:
         raise
     except VerificationError as exc:
