@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -219,9 +220,10 @@ class ModelLayout:
     and a working-tree model the same way.
     """
 
-    kind: str  # "file" | "directory"
-    name: str  # the file name, or the directory's name
+    kind: str  # "file" | "directory" | "digest" (an artifact known only by its digest)
+    name: str  # the file name, or the directory's name, or the digest
     files: tuple[tuple[str, Path], ...]  # (relative POSIX path, where its bytes are), sorted
+    digest: str | None = None  # kind "digest" only: ``sha256:<hex>``, lower case
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> ModelLayout:
@@ -235,8 +237,27 @@ class ModelLayout:
             return cls("directory", p.resolve().name, tuple((r, p / r) for r in rels))
         raise UsageError(f"no such model file or directory: {p}")
 
+    @classmethod
+    def for_digest(cls, digest: str) -> ModelLayout:
+        """An artifact that is not here, only its SHA-256 (``verify-files sha256:<hex>``):
+        a signature can bind it (hashedrekord, in-toto subject), no file can be hashed."""
+        parsed = parse_sha256_reference(digest)
+        if parsed is None:
+            raise UsageError(f"not a sha256:<64 hex> digest: {digest!r:.100}")
+        return cls("digest", parsed, (), parsed)
+
     def paths(self) -> dict[str, Path]:
         return dict(self.files)
+
+
+_SHA256_REF = re.compile(r"sha256:[0-9a-fA-F]{64}")
+
+
+def parse_sha256_reference(text: str) -> str | None:
+    """``sha256:<64 hex>`` (any case) as ``sha256:<lower hex>``; anything else None."""
+    if _SHA256_REF.fullmatch(text) is None:
+        return None
+    return text.lower()
 
 
 def measure_layout(layout: ModelLayout) -> MeasuredArtifact:
@@ -250,6 +271,8 @@ def measure_layout(layout: ModelLayout) -> MeasuredArtifact:
         finally:
             os.close(fd)
 
+    if layout.kind == "digest" and layout.digest is not None:
+        return MeasuredArtifact("digest", layout.digest, ())
     if len(layout.files) <= 1:
         entries = [one(i) for i in layout.files]
     else:

@@ -159,6 +159,8 @@ def policy_result(
 def digest_from_entries(layout: ModelLayout, files: Sequence[FileEntry] | None) -> str | None:
     """The artifact digest from per-file digests already measured, when they cover the
     layout exactly with whole-file SHA-256 values; None means "measure it"."""
+    if layout.kind == "digest":
+        return layout.digest
     if not files:
         return None
     if sorted(f.path for f in files) != sorted(rel for rel, _ in layout.files):
@@ -632,6 +634,16 @@ def _policy_engine_for(bundle: PolicyBundle) -> PolicyEngine:
     return engine
 
 
+def _artifact_layout(path: str | os.PathLike[str]) -> ModelLayout:
+    """A ``sha256:<hex>`` argument is a digest, anything else a model path."""
+    from trustload.digests import parse_sha256_reference
+
+    text = os.fspath(path)
+    if isinstance(text, str) and parse_sha256_reference(text) is not None:
+        return ModelLayout.for_digest(text)
+    return ModelLayout.from_path(path)
+
+
 def verify_files(
     path: str | os.PathLike[str],
     *,
@@ -647,13 +659,20 @@ def verify_files(
     now: datetime | None = None,
     policy_dir: str | os.PathLike[str] | None = None,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    rekor_keys: Sequence[str | os.PathLike[str]] = (),
 ) -> Decision:
-    """Verify a local model file or directory against its signature (and attestation).
+    """Verify a local model file or directory, or a bare ``sha256:<hex>`` digest,
+    against its signature (and attestation).
 
     The same engine and decision as the start-up gate, without a Registry: the
     Registry-dependent checks are skipped. Raises :class:`UsageError` for a bad
     invocation (no trust anchor, half a keyless identity, unreadable key, missing
     model, bad policy bundle); missing or malformed *evidence* is a denial.
+
+    With keys, ``trusted_root`` (its tlogs) or ``rekor_keys`` make the bundle's
+    transparency-log entry required and verified against those logs; keys alone
+    require none. A ``sha256:<64 hex>`` path is always a digest (write ``./sha256:...``
+    for a file of that name): nothing is read, the signature must bind the digest.
     """
     from trustload.policy import default_policy_dir
 
@@ -663,8 +682,6 @@ def verify_files(
         raise UsageError("--certificate-identity and --certificate-oidc-issuer go together")
     if public_keys and certificate_identity is not None:
         raise UsageError("give either --key or a certificate identity, not both")
-    if trusted_root is not None and certificate_identity is None:
-        raise UsageError("--trusted-root applies to --certificate-identity verification")
     expected = (git_sha, container_digest, dataset_snapshot)
     if attestation is not None and any(v is None for v in expected):
         raise UsageError("--attestation needs --git-sha, --container-digest and --dataset-snapshot")
@@ -673,14 +690,17 @@ def verify_files(
     if trusted_root is not None and not Path(trusted_root).is_file():
         raise UsageError(f"no such trusted root file: {trusted_root}")
 
+    rekor_pems = tuple(_read_key(Path(k)) for k in rekor_keys)
     anchors = TrustAnchors(
         public_keys=tuple(_read_key(Path(k)) for k in public_keys),
         certificate_identity=certificate_identity,
         certificate_oidc_issuer=certificate_oidc_issuer,
         trusted_root=None if trusted_root is None else Path(trusted_root),
+        rekor_keys=rekor_pems,
+        require_key_tlog=bool(public_keys) and (trusted_root is not None or bool(rekor_pems)),
     )
     try:
-        layout = ModelLayout.from_path(path)
+        layout = _artifact_layout(path)
     except UsageError as exc:
         if not os.path.lexists(path):
             raise  # a missing model is a usage error

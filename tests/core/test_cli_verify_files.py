@@ -199,7 +199,7 @@ def _usage_args(signed: Signed, tmp_path: Path, problem: str) -> list:
         ],
         "attestation-without-expectations": [*base, *key, "--attestation", signed.attestation],
         "expectations-without-attestation": [*base, *key, "--git-sha", GIT],
-        "trusted-root-without-identity": [*base, *key, "--trusted-root", signed.pub],
+        "missing-rekor-key-file": [*base, *key, "--rekor-key", tmp_path / "nope-rekor.pub"],
         "unknown-flag": [*base, *key, "--frobnicate"],
     }[problem]
 
@@ -212,7 +212,7 @@ USAGE_PROBLEMS = [
     "missing-model",
     "attestation-without-expectations",
     "expectations-without-attestation",
-    "trusted-root-without-identity",
+    "missing-rekor-key-file",
     "malformed-rego",
     "oversized-rego",
     "unknown-flag",

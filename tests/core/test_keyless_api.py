@@ -4,14 +4,14 @@ explicit trusted root), over a real conformance vector, fully offline."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 import trustload
+from tests.support.interop import interop_dir
 from trustload.decision import ReasonCode
 
-INTEROP = (Path(__file__).resolve().parents[2] / ".." / "shared" / "interop").resolve()
+INTEROP = interop_dir()
 ASSETS = INTEROP / "sigstore-conformance" / "test" / "assets" / "bundle-verify"
 ROOT = INTEROP / "sigstore-python" / "trusted_roots" / "production.trusted_root.json"
 IDENTITY = (

@@ -10,16 +10,16 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
+from tests.support.interop import interop_dir
 from trustload.crypto.verify import verify_bundle
 from trustload.decision import ReasonCode
 from trustload.errors import TrustloadError
 from trustload.facts import TrustAnchors
 
-INTEROP = (Path(__file__).resolve().parents[2] / ".." / "shared" / "interop").resolve()
+INTEROP = interop_dir()
 BV = INTEROP / "sigstore-conformance" / "test" / "assets" / "bundle-verify"
 if not BV.is_dir():  # pragma: no cover
     pytest.skip(f"interop vectors not present at {INTEROP}", allow_module_level=True)

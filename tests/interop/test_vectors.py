@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.interop import interop_dir
 from trustload.checks.attestation import check_attestation, verify_statement
 from trustload.checks.signature import check_model_signature
 from trustload.crypto.verify import verify_bundle
@@ -26,7 +27,7 @@ from trustload.facts import Expectations, TrustAnchors
 from trustload.formats.slsa import check_slsa_policy
 
 REPO = Path(__file__).resolve().parents[2]
-INTEROP = (REPO / ".." / "shared" / "interop").resolve()
+INTEROP = interop_dir()
 CASES_FILE = INTEROP / "CASES.json"
 
 if not CASES_FILE.is_file():  # pragma: no cover - environment without the shared vectors

@@ -24,7 +24,8 @@ from trustload.digests import FileEntry, ModelLayout, sha256_fd, workers
 from trustload.errors import FormatError, SignatureError, TrustloadError
 from trustload.facts import TrustAnchors
 from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
-from trustload.formats.intoto import parse_statement
+from trustload.formats.intoto import Statement, parse_statement, subject_matches
+from trustload.formats.oms import PREDICATE_TYPE as OMS_PREDICATE_TYPE
 from trustload.formats.oms import OmsManifest, Resource, parse_manifest
 
 NAME = "signature"
@@ -145,8 +146,13 @@ def _cosign_blob(
     from trustload.crypto.keys import fingerprint
     from trustload.crypto.verify import trusted_keys
 
-    if layout.kind != "file":
+    if layout.kind not in ("file", "digest"):
         raise SignatureError("a detached cosign signature can only sign a single file")
+    if anchors.require_key_tlog or anchors.rekor_keys:
+        raise SignatureError(
+            "a transparency-log entry is required; a detached signature carries none",
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        )
     if len(bundle) > MAX_COSIGN_SIG:
         raise SignatureError("detached signature too large")
     try:
@@ -155,14 +161,50 @@ def _cosign_blob(
         raise SignatureError("detached signature is neither a bundle nor base64") from None
     if not sig:
         raise SignatureError("detached signature is empty")
-    entries = _hash_whole(layout)
-    digest = bytes.fromhex(entries[0].sha256)
+    if layout.kind == "digest":
+        entries: list[FileEntry] = []
+        digest = bytes.fromhex(_digest_of(layout)[len("sha256:") :])
+    else:
+        entries = _hash_whole(layout)
+        digest = bytes.fromhex(entries[0].sha256)
     from trustload.crypto.verify import verify_key_message_signature
 
     for key in trusted_keys(anchors):
         if verify_key_message_signature(key, sig, digest):
             return tuple(entries), fingerprint(key)
     raise SignatureError("detached signature does not verify with any trusted key")
+
+
+def _digest_of(layout: ModelLayout) -> str:
+    if layout.digest is None or not layout.digest.startswith("sha256:"):
+        raise SignatureError("digest artifact without a sha256 digest")
+    return layout.digest
+
+
+def _generic_statement(
+    layout: ModelLayout, statement: Statement
+) -> tuple[tuple[FileEntry, ...], str]:
+    """A signed in-toto statement that is not a model-signing manifest (``cosign
+    attest-blob``, SLSA provenance, ...) vouches for its subjects' digests. That is a
+    signature of one file or one digest, when a subject carries its SHA-256; a
+    directory has no single digest a third party would sign, so it needs the manifest."""
+    ptype = f"{statement.predicate_type!r:.120}"
+    if layout.kind not in ("file", "digest"):
+        raise SignatureError(
+            "a directory model needs a model-signing (OMS) signature, "
+            f"not an in-toto statement of predicateType {ptype}"
+        )
+    files: tuple[FileEntry, ...] = ()
+    if layout.kind == "digest":
+        digest = _digest_of(layout)
+    else:
+        files = tuple(_hash_whole(layout))
+        digest = f"sha256:{files[0].sha256}"
+    if not subject_matches(statement, digest):
+        raise SignatureError(
+            f"in-toto statement of predicateType {ptype} has no subject with {digest}"
+        )
+    return files, f"in-toto statement, predicateType {ptype}, subject {digest}"
 
 
 def check_model_signature(
@@ -183,17 +225,19 @@ def check_model_signature(
 
         artifact_sha256: bytes | None = None
         whole: list[FileEntry] | None = None
-        if layout.kind == "file" and b'"messageSignature"' in bundle:
+        if layout.kind == "digest":
+            artifact_sha256 = bytes.fromhex(_digest_of(layout)[len("sha256:") :])
+        elif layout.kind == "file" and b'"messageSignature"' in bundle:
             whole = _hash_whole(layout)
             artifact_sha256 = bytes.fromhex(whole[0].sha256)
         verified = verify_bundle(bundle, anchors, now=now, artifact_sha256=artifact_sha256)
         if verified.envelope is None:
-            if whole is None:
+            if artifact_sha256 is None:
                 raise SignatureError("message signature over a directory is not a model signature")
             ms = (time.perf_counter() - start) * 1000.0
             return SignatureOutcome(
                 CheckResult.passed(NAME, f"blob signature by {verified.signer}", ms),
-                tuple(whole),
+                tuple(whole or ()),
                 verified.signer,
             )
         if verified.envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
@@ -201,6 +245,15 @@ def check_model_signature(
                 f"unexpected DSSE payloadType {verified.envelope.payload_type!r:.80}"
             )
         statement = parse_statement(verified.envelope.payload, code=ReasonCode.SIGNATURE_INVALID)
+        if statement.predicate_type != OMS_PREDICATE_TYPE:
+            files, what = _generic_statement(layout, statement)
+            ms = (time.perf_counter() - start) * 1000.0
+            detail = f"{what}, signer {verified.signer}"
+            return SignatureOutcome(CheckResult.passed(NAME, detail, ms), files, verified.signer)
+        if layout.kind == "digest":
+            raise SignatureError(
+                "a model-signing signature covers files, not one digest: give the model path"
+            )
         manifest = parse_manifest(statement)
         measured = _verify_files(layout, manifest)
         ms = (time.perf_counter() - start) * 1000.0

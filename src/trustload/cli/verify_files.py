@@ -43,7 +43,13 @@ def register(app: "typer.Typer") -> None:
 
     @app.command("verify-files")
     def verify_files(
-        path: Annotated[Path, typer.Argument(help="Model file or directory.")],
+        path: Annotated[
+            str,
+            typer.Argument(
+                help="Model file or directory, or sha256:<hex> to verify a digest "
+                "(no file needed; ./sha256:... names a file)."
+            ),
+        ],
         signature: Annotated[
             Path, typer.Option("--signature", help="The model's signature bundle.")
         ],
@@ -61,7 +67,18 @@ def register(app: "typer.Typer") -> None:
         ] = None,
         trusted_root: Annotated[
             Path | None,
-            typer.Option("--trusted-root", help="Sigstore trusted_root.json (offline)."),
+            typer.Option(
+                "--trusted-root",
+                help="Sigstore trusted_root.json (offline). With --key: its logs, and a "
+                "log entry is required.",
+            ),
+        ] = None,
+        rekor_key: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--rekor-key",
+                help="Rekor public key (PEM); repeatable. A log entry is then required.",
+            ),
         ] = None,
         attestation: Annotated[
             Path | None, typer.Option("--attestation", help="DSSE in-toto attestation.")
@@ -90,6 +107,7 @@ def register(app: "typer.Typer") -> None:
             container_digest=container_digest,
             dataset_snapshot=dataset_snapshot,
             policy_dir=policy,
+            rekor_keys=tuple(rekor_key or ()),
         )
         doc = decision.to_json()
         if as_json:
@@ -108,12 +126,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Verify a model's signature (and attestation) locally; "
         "exit 0 permit, 1 deny, 2 usage.",
     )
-    parser.add_argument("path", type=Path, help="Model file or directory.")
+    parser.add_argument("path", help="Model file or directory, or sha256:<hex>.")
     parser.add_argument("--signature", type=Path, required=True)
     parser.add_argument("--key", type=Path, action="append", default=[])
     parser.add_argument("--certificate-identity")
     parser.add_argument("--certificate-oidc-issuer")
     parser.add_argument("--trusted-root", type=Path)
+    parser.add_argument("--rekor-key", type=Path, action="append", default=[])
     parser.add_argument("--attestation", type=Path)
     parser.add_argument("--git-sha")
     parser.add_argument("--container-digest")
@@ -155,6 +174,7 @@ def fast_main(argv: list[str] | None = None) -> int:
             container_digest=ns.container_digest,
             dataset_snapshot=ns.dataset_snapshot,
             policy_dir=ns.policy,
+            rekor_keys=tuple(ns.rekor_key),
         )
     except _UsageExit:
         return 2

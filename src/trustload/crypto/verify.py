@@ -5,7 +5,9 @@ Accepted, against :class:`~trustload.facts.TrustAnchors` (any one anchor suffice
 * Sigstore bundles v0.1 / v0.2 / v0.3 with a DSSE envelope or a message signature:
   - ``publicKey`` material (model-signing key mode, cosign managed keys): verified with
     a *configured* public key (the bundle's hint is never trusted). A transparency-log
-    entry, when present and a trusted root is configured, must verify too.
+    entry, when present and logs are configured (``trusted_root`` tlogs or
+    ``rekor_keys``), must verify too; with ``require_key_tlog`` or ``rekor_keys`` it
+    is required (``verify-files --key K --trusted-root R``).
   - certificate material: a private CA (``ca_certs``, leaf identity pinned, validity
     checked at ``now``), or Sigstore keyless (``trusted_root`` + identity + issuer),
     offline, with the inclusion proof required.
@@ -127,6 +129,41 @@ def _verify_certificate(
     return identity
 
 
+def _check_key_tlog(
+    obj: dict[str, Any],
+    raw: bytes,
+    tlog: list[Any],
+    key: PublicKey,
+    anchors: TrustAnchors,
+    artifact_sha256: bytes | None,
+    envelope: Envelope | None,
+) -> None:
+    """Key mode and the transparency log: required when asked for, verified whenever
+    logs are configured, ignored only when no log is configured at all."""
+    logs = anchors.trusted_root is not None or bool(anchors.rekor_keys)
+    required = anchors.require_key_tlog or bool(anchors.rekor_keys)
+    if not tlog:
+        if required:
+            raise SignatureError(
+                "a transparency-log entry is required but the bundle has none",
+                ReasonCode.TRANSPARENCY_UNAVAILABLE,
+            )
+        return
+    if not logs:
+        return
+    from trustload.crypto.sigstore_impl import verify_managed_key_bundle
+
+    verify_managed_key_bundle(
+        obj,
+        raw,
+        key=key,
+        trusted_root=anchors.trusted_root,
+        rekor_keys=anchors.rekor_keys,
+        artifact_sha256=artifact_sha256,
+        envelope=envelope,
+    )
+
+
 def verify_bundle(
     data: bytes,
     anchors: TrustAnchors,
@@ -147,6 +184,7 @@ def verify_bundle(
         bare_key = _key_verify(trusted_keys(anchors), bare, None, None)
         if bare_key is None:
             raise SignatureError("DSSE envelope is not signed by a trusted key")
+        _check_key_tlog(obj, bytes(data), [], bare_key, anchors, None, bare)
         return VerifiedContent(bare, fingerprint(bare_key), "key")
     media = obj.get("mediaType")
     if media not in BUNDLE_MEDIA_TYPES:
@@ -190,17 +228,7 @@ def verify_bundle(
         key = _key_verify(keys, envelope, signature, artifact_sha256)
         if key is None:
             raise SignatureError("signature does not verify with any trusted key")
-        if tlog and anchors.trusted_root is not None:
-            from trustload.crypto.sigstore_impl import verify_managed_key_bundle
-
-            verify_managed_key_bundle(
-                obj,
-                bytes(data),
-                key=key,
-                trusted_root=anchors.trusted_root,
-                artifact_sha256=artifact_sha256,
-                envelope=envelope,
-            )
+        _check_key_tlog(obj, bytes(data), tlog, key, anchors, artifact_sha256, envelope)
         return VerifiedContent(envelope, fingerprint(key), "key")
 
     certs: list[bytes] = []
