@@ -68,6 +68,8 @@ class GateConfig(_Strict):
     certificate_oidc_issuer: str | None = None
     trusted_root: Path | None = None
     ca_certs: list[Path] = Field(default_factory=list)
+    ca_intermediates: list[Path] = Field(default_factory=list)  # PEM, chain-building help
+    rekor_keys: list[Path] = Field(default_factory=list)  # a Rekor SET is then required (cosign)
     clock_skew: int = 60  # seconds of leeway on validity windows
     require_change_ticket: bool = False  # older versions need a ticket on the alias move
     offline_start: bool = False

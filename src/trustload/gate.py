@@ -235,6 +235,10 @@ def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
         certificate_oidc_issuer=gate.certificate_oidc_issuer,
         trusted_root=gate.trusted_root,
         ca_certs=tuple(_read_bounded(c, MAX_KEY_BYTES, "CA certificate") for c in gate.ca_certs),
+        ca_intermediates=tuple(
+            _read_bounded(c, MAX_KEY_BYTES, "CA intermediate") for c in gate.ca_intermediates
+        ),
+        rekor_keys=tuple(_read_bounded(k, MAX_KEY_BYTES, "Rekor key") for k in gate.rekor_keys),
     )
 
 

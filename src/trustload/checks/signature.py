@@ -165,6 +165,31 @@ def _cosign_blob(
     raise SignatureError("detached signature does not verify with any trusted key")
 
 
+def _cosign_blob_bundle(
+    layout: ModelLayout, bundle: bytes, anchors: TrustAnchors, now: datetime
+) -> tuple[tuple[FileEntry, ...], str]:
+    """cosign ``sign-blob --bundle``: ``{base64Signature, cert, rekorBundle}``, verified
+    offline exactly as an image signature's layer (:mod:`trustload.crypto.cosign`)."""
+    from trustload.crypto.cosign import verify_cosign_signature
+    from trustload.formats.cosign import parse_blob_bundle
+
+    if layout.kind != "file":
+        raise SignatureError("a cosign blob bundle can only sign a single file")
+    parsed = parse_blob_bundle(bundle, code=ReasonCode.SIGNATURE_INVALID)
+    entries = _hash_whole(layout)
+    signer = verify_cosign_signature(
+        bytes.fromhex(entries[0].sha256),
+        parsed.signature,
+        certificate=parsed.certificate,
+        chain=[],
+        rekor=parsed.rekor,
+        anchors=anchors,
+        now=now,
+        code=ReasonCode.SIGNATURE_INVALID,
+    )
+    return tuple(entries), signer
+
+
 def check_model_signature(
     layout: ModelLayout, bundle: bytes | None, anchors: TrustAnchors, *, now: datetime
 ) -> SignatureOutcome:
@@ -178,6 +203,14 @@ def check_model_signature(
             ms = (time.perf_counter() - start) * 1000.0
             return SignatureOutcome(
                 CheckResult.passed(NAME, f"cosign blob signature by {signer}", ms), files, signer
+            )
+        from trustload.formats.cosign import looks_like_blob_bundle
+
+        if looks_like_blob_bundle(bundle):
+            files, signer = _cosign_blob_bundle(layout, bundle, anchors, now)
+            ms = (time.perf_counter() - start) * 1000.0
+            return SignatureOutcome(
+                CheckResult.passed(NAME, f"cosign blob bundle by {signer}", ms), files, signer
             )
         from trustload.crypto.verify import verify_bundle
 
