@@ -1,0 +1,177 @@
+"""Walk ``shared/interop/containers-image``: genuine cosign signatures must verify offline.
+
+``CASES.json``: 28 ``cosign save`` layouts (key, key + Rekor SET, Fulcio keyless + SET,
+private PKI and their failure modes), each with its expected outcome and reason code,
+through :func:`trustload.image.verify_image` and, for a sample, the ``verify-image``
+command. ``blob-bundles/CASES.json``: 11 ``cosign sign-blob --bundle`` bundles through
+:func:`trustload.engine.verify_files` and, for a sample, ``verify-files``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trustload.engine import verify_files
+from trustload.image import build_anchors, verify_image
+
+REPO = Path(__file__).resolve().parents[2]
+_CANDIDATES = [
+    (REPO / ".." / "shared" / "interop" / "containers-image").resolve(),
+    (REPO / ".." / ".." / "shared" / "interop" / "containers-image").resolve(),
+]
+ROOT = next((p for p in _CANDIDATES if (p / "CASES.json").is_file()), _CANDIDATES[0])
+if not (ROOT / "CASES.json").is_file():  # pragma: no cover - no shared vectors here
+    pytest.skip(f"containers-image vectors not present at {ROOT}", allow_module_level=True)
+
+LAYOUT_CASES: list[dict[str, Any]] = json.loads((ROOT / "CASES.json").read_text())
+BLOBS = ROOT / "blob-bundles"
+BLOB_CASES: list[dict[str, Any]] = json.loads((BLOBS / "CASES.json").read_text())
+
+
+def _paths(base: Path, trust: dict[str, Any], name: str) -> list[Path]:
+    return [base / p for p in trust.get(name, [])]
+
+
+def _trust_flags(base: Path, trust: dict[str, Any]) -> list[str]:
+    flags: list[str] = []
+    for name, flag in (
+        ("keys", "--key"),
+        ("ca_roots", "--ca-roots"),
+        ("ca_intermediates", "--ca-intermediates"),
+        ("rekor_keys", "--rekor-key"),
+    ):
+        for p in _paths(base, trust, name):
+            flags += [flag, str(p)]
+    if trust.get("certificate_identity"):
+        flags += ["--certificate-identity", trust["certificate_identity"]]
+    if trust.get("certificate_oidc_issuer"):
+        flags += ["--certificate-oidc-issuer", trust["certificate_oidc_issuer"]]
+    return flags
+
+
+def _ref(case: dict[str, Any]) -> str:
+    return f"oci-layout:{ROOT / case['layout']}@{case['image_digest']}"
+
+
+def test_the_vectors_are_all_there() -> None:
+    assert len(LAYOUT_CASES) == 28
+    assert sum(c["expected"] == "permit" for c in LAYOUT_CASES) == 9
+    assert len(BLOB_CASES) == 11
+    assert sum(c["expect"] == "pass" for c in BLOB_CASES) == 4
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=[c["id"] for c in LAYOUT_CASES])
+def test_layout_case(case: dict[str, Any]) -> None:
+    t = case["trust"]
+    anchors = build_anchors(
+        keys=_paths(ROOT, t, "keys"),
+        certificate_identity=t.get("certificate_identity"),
+        certificate_oidc_issuer=t.get("certificate_oidc_issuer"),
+        ca_roots=_paths(ROOT, t, "ca_roots"),
+        ca_intermediates=_paths(ROOT, t, "ca_intermediates"),
+        rekor_keys=_paths(ROOT, t, "rekor_keys"),
+    )
+    decision = verify_image(_ref(case), anchors)
+    assert decision.decision == case["expected"], decision.checks
+    assert [str(r) for r in decision.reasons] == case["reasons"], decision.checks
+    assert decision.artifact_digest == case["image_digest"]
+    (check,) = decision.checks
+    assert check.name == "image_signature"
+
+
+CLI_SAMPLE = [
+    "key-valid",
+    "key-wrong-key",
+    "key-rekor-missing-set",
+    "fulcio-rekor-valid",
+    "fulcio-wrong-issuer",
+    "pki-valid",
+]
+
+
+@pytest.mark.parametrize("case_id", CLI_SAMPLE)
+def test_layout_case_through_the_cli(case_id: str) -> None:
+    case = next(c for c in LAYOUT_CASES if c["id"] == case_id)
+    out = subprocess.run(
+        [sys.executable, "-m", "trustload.cli.entry", "verify-image", _ref(case), "--json"]
+        + _trust_flags(ROOT, case["trust"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == (0 if case["expected"] == "permit" else 1), out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["decision"] == case["expected"]
+    assert doc["reasons"] == case["reasons"]
+    assert doc["image_digest"] == case["image_digest"]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("case", BLOB_CASES, ids=[c["id"] for c in BLOB_CASES])
+def test_blob_bundle_case(case: dict[str, Any]) -> None:
+    t = case["trust"]
+    decision = verify_files(
+        BLOBS / case["artifact"],
+        signature=BLOBS / case["bundle"],
+        public_keys=_paths(BLOBS, t, "keys"),
+        certificate_identity=t.get("certificate_identity"),
+        certificate_oidc_issuer=t.get("certificate_oidc_issuer"),
+        ca_roots=_paths(BLOBS, t, "ca_roots"),
+        ca_intermediates=_paths(BLOBS, t, "ca_intermediates"),
+        rekor_keys=_paths(BLOBS, t, "rekor_keys"),
+    )
+    expected = "permit" if case["expect"] == "pass" else "deny"
+    assert decision.decision == expected, decision.checks
+    assert [str(r) for r in decision.reasons] == case["reasons"], decision.checks
+    (sig,) = [c for c in decision.checks if c.name == "signature"]
+    assert sig.ok == (expected == "permit")
+
+
+@pytest.mark.parametrize(
+    "case_id", ["key-rekor-valid", "key-rekor-no-set", "fulcio-rekor-valid-cert-der"]
+)
+def test_blob_bundle_case_through_the_cli(case_id: str) -> None:
+    case = next(c for c in BLOB_CASES if c["id"] == case_id)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustload.cli.entry",
+            "verify-files",
+            str(BLOBS / case["artifact"]),
+            "--signature",
+            str(BLOBS / case["bundle"]),
+            "--json",
+        ]
+        + _trust_flags(BLOBS, case["trust"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == (0 if case["expect"] == "pass" else 1), out.stderr
+    assert json.loads(out.stdout)["reasons"] == case["reasons"]
+
+
+def test_tag_only_reference_is_a_usage_error() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trustload.cli.entry",
+            "verify-image",
+            "127.0.0.1:5000/serving:latest",
+            "--key",
+            str(ROOT / "trust" / "cosign.pub"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "pin by digest" in out.stderr
