@@ -350,3 +350,76 @@ def test_predicate_type_names_follow_cosign() -> None:
     assert predicate_uri("slsaprovenance1") == "https://slsa.dev/provenance/v1"
     assert predicate_uri("https://example.com/p/v1") == "https://example.com/p/v1"
     assert predicate_uri("no-such-type") is None
+
+
+def test_att_layer_with_required_rekor(tmp_path: Path) -> None:
+    """With --rekor-key, an .att layer needs a SET by that log over its own payload."""
+    import base64 as b64mod
+
+    from tests.crypto.helpers import load_key
+    from tests.support.cosign_layout import dsse_entry, rekor_set
+    from trustload.crypto.keys import generate_keypair
+    from trustload.signing import attest_bytes
+
+    key_path, pub = generate_keypair(tmp_path / "att")
+    att_key = load_key(key_path)
+    log_key = ec.generate_private_key(ec.SECP256R1())
+    log_pub = _pub(tmp_path, log_key, "rekor.pub")
+
+    def layout_with(set_for: bytes | None, name: str) -> tuple[Path, str]:
+        layout, digest = signed_layout(tmp_path / name, att_key)
+        envelope = attest_bytes(
+            subject_name="image",
+            artifact_digest=digest,
+            key_path=key_path,
+            git_sha="a" * 40,
+            container_digest="sha256:" + "c" * 64,
+            dataset_snapshot="s3://data@v1",
+        )
+        payload = b64mod.b64decode(json.loads(envelope)["payload"])
+        layer = att_layer(envelope, SLSA_V1)
+        if set_for is not None:
+            body = dsse_entry(payload if set_for == b"self" else set_for, att_key)
+            layer.annotations["dev.sigstore.cosign/bundle"] = rekor_set(
+                log_key, body, int(time.time()) - 60
+            )
+        return signed_layout(tmp_path / name, att_key, att_layers=[layer])[0], digest
+
+    def run(layout: Path, digest: str) -> Decision:
+        # The image's own .sig has no SET either, so only the attestation checks matter here.
+        d = verify_image(
+            f"oci-layout:{layout}@{digest}",
+            build_anchors(keys=[pub], rekor_keys=[log_pub]),
+            attestation=AttestationRequest(SLSA_V1, Expectations()),
+        )
+        return d
+
+    layout, digest = layout_with(b"self", "ok")
+    checks = {c.name: c for c in run(layout, digest).checks}
+    assert checks["image_signature"].code == ReasonCode.TRANSPARENCY_UNAVAILABLE
+    assert checks["attestation"].ok, checks["attestation"]
+    layout, digest = layout_with(None, "noset")
+    checks = {c.name: c for c in run(layout, digest).checks}
+    assert checks["attestation"].code == ReasonCode.TRANSPARENCY_UNAVAILABLE
+    layout, digest = layout_with(b"another payload", "other")
+    checks = {c.name: c for c in run(layout, digest).checks}
+    assert checks["attestation"].code == ReasonCode.ATTESTATION_INVALID
+    assert "another attestation payload" in checks["attestation"].detail
+
+
+def test_garbage_blob_bundle_is_signature_invalid(tmp_path: Path, key: PrivateKey) -> None:
+    from trustload.engine import verify_files
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    for i, bad in enumerate(
+        [
+            b'{"base64Signature": "!!!"}',
+            b'{"base64Signature": "AAAA", "rekorBundle": []}',
+            b'{"base64Signature": "AAAA", "cert": "bm90IGEgY2VydA=="}',
+        ]
+    ):
+        bundle = tmp_path / f"b{i}.bundle"
+        bundle.write_bytes(bad)
+        d = verify_files(model, signature=bundle, public_keys=[_pub(tmp_path, key)])
+        _denied(d, ReasonCode.SIGNATURE_INVALID)

@@ -175,3 +175,33 @@ def test_tag_only_reference_is_a_usage_error() -> None:
     )
     assert out.returncode == 2
     assert "pin by digest" in out.stderr
+
+
+PRODUCTION_ROOT = ROOT.parent / "sigstore-python" / "trusted_roots" / "production.trusted_root.json"
+
+
+@pytest.mark.parametrize(
+    ("case_id", "identity", "expected", "reason"),
+    [
+        ("fulcio-rekor-valid", "mitr@redhat.com", "permit", None),
+        ("fulcio-rekor-valid", "someone@example.com", "deny", "IMAGE_SIGNATURE_INVALID"),
+        ("fulcio-missing-set", "mitr@redhat.com", "deny", "TRANSPARENCY_UNAVAILABLE"),
+        ("fulcio-missing-chain", "mitr@redhat.com", "permit", None),
+    ],
+)
+def test_keyless_layouts_with_the_public_good_trusted_root(
+    case_id: str, identity: str, expected: str, reason: str | None
+) -> None:
+    """--trusted-root: Fulcio's chain (intermediate included, so the chain annotation is not
+    needed) and Rekor's key come from the TrustedRoot; the SET is then required."""
+    if not PRODUCTION_ROOT.is_file():  # pragma: no cover
+        pytest.skip("no production trusted root in the shared vectors")
+    case = next(c for c in LAYOUT_CASES if c["id"] == case_id)
+    anchors = build_anchors(
+        certificate_identity=identity,
+        certificate_oidc_issuer="https://github.com/login/oauth",
+        trusted_root=PRODUCTION_ROOT,
+    )
+    decision = verify_image(_ref(case), anchors)
+    assert decision.decision == expected, decision.checks
+    assert [str(r) for r in decision.reasons] == ([reason] if reason else [])

@@ -211,3 +211,41 @@ def statement(digest: str, predicate_type: str, predicate: dict[str, Any]) -> by
             "predicate": predicate,
         }
     ).encode()
+
+
+def rekor_set(log_key: PrivateKey, body: dict[str, Any], integrated_time: int) -> str:
+    """A SET as Rekor writes it: the log's signature over the canonical Payload."""
+    from trustload.crypto.keys import public_der
+
+    payload = {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "integratedTime": integrated_time,
+        "logID": hashlib.sha256(public_der(log_key.public_key())).hexdigest(),
+        "logIndex": 7,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "SignedEntryTimestamp": base64.b64encode(sign_message(log_key, canonical)).decode(),
+            "Payload": payload,
+        }
+    )
+
+
+def dsse_entry(payload: bytes, signer: PrivateKey) -> dict[str, Any]:
+    """A Rekor ``dsse`` 0.0.1 entry body for an envelope over ``payload``."""
+    from trustload.crypto.keys import public_pem
+
+    return {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+            "signatures": [
+                {
+                    "signature": "",
+                    "verifier": base64.b64encode(public_pem(signer.public_key())).decode(),
+                }
+            ],
+        },
+    }

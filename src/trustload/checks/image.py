@@ -83,7 +83,7 @@ def verify_layer(ev: LayerEvidence, digest: str, anchors: TrustAnchors, now: dat
         raise SignatureError("layer carries no signature annotation", code)
     signature = b64(ev.layer.signature_b64, code=code, what="signature", max_len=16 * 1024)
     rekor: object = None
-    if anchors.rekor_keys and ev.layer.bundle_json is not None:
+    if ev.layer.bundle_json is not None:  # judged only where a SET is required
         try:
             rekor = parse_rekor_set(ev.layer.bundle_json, code=code)
         except TrustloadError as exc:
@@ -175,6 +175,51 @@ def check_image_signature(
     return CheckResult.failed(NAME, code, "; ".join(problems)[:500], _ms(start))
 
 
+def _attestation_log(
+    layer: LayerEvidence | None,
+    blob: bytes,
+    signer: str | None,
+    anchors: TrustAnchors,
+    now: datetime,
+) -> CheckResult | None:
+    """With Rekor keys configured, an attestation's log entry is required too: a ``.att``
+    layer's SET (bound to its payload and signer); a bundle's entry needs the trusted root.
+    Returns a failing result, or None when the requirement is met or does not apply."""
+    from trustload.crypto.cosign import verify_attestation_set
+    from trustload.formats.dsse import parse_envelope
+
+    if not anchors.rekor_keys:
+        return None
+    code = ReasonCode.ATTESTATION_INVALID
+    if layer is None:
+        if anchors.trusted_root is not None:
+            return None  # verify_bundle verified the entry against the trusted root
+        return CheckResult.failed(
+            ATTESTATION_CHECK, code, "a bundle's log entry is verified with --trusted-root only"
+        )
+    if layer.layer.bundle_json is None:
+        return CheckResult.failed(
+            ATTESTATION_CHECK,
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+            f".att layer {layer.index}: a Rekor SET is required and it has none",
+        )
+    try:
+        rset = parse_rekor_set(layer.layer.bundle_json, code=code)
+        verify_attestation_set(
+            rset,
+            payload=parse_envelope(blob, code=code).payload,
+            signer_fingerprint=signer or "",
+            anchors=anchors,
+            now=now,
+            code=code,
+        )
+    except TrustloadError as exc:
+        return CheckResult.failed(
+            ATTESTATION_CHECK, code, f".att layer {layer.index}: {exc.message}"[:500]
+        )
+    return None
+
+
 def check_image_attestation(
     evidence: ImageEvidence,
     anchors: TrustAnchors,
@@ -187,15 +232,15 @@ def check_image_attestation(
     """The first attestation (``.att`` layer, then bundle referrer) whose verified statement
     is of ``predicate_type`` and passes every check wins; else the first of that type's
     failures, else ATTESTATION_INVALID (nothing verified) or ATTESTATION_MISSING."""
-    envelopes: list[tuple[str, bytes | None, str | None]] = [
-        (f".att layer {ev.index}", ev.blob, ev.error) for ev in evidence.attestations
+    envelopes: list[tuple[str, bytes | None, str | None, LayerEvidence | None]] = [
+        (f".att layer {ev.index}", ev.blob, ev.error, ev) for ev in evidence.attestations
     ]
     for ref in evidence.referrers:
         if ref.subject == evidence.digest:
-            envelopes.append((f"referrer {ref.manifest_digest[:19]}", ref.bundle, ref.error))
+            envelopes.append((f"referrer {ref.manifest_digest[:19]}", ref.bundle, ref.error, None))
     first_of_type: list[CheckResult] | None = None
     first_invalid: list[CheckResult] | None = None
-    for where, blob, error in envelopes:
+    for where, blob, error, layer in envelopes:
         if blob is None:
             first_invalid = first_invalid or [
                 CheckResult.failed(
@@ -219,6 +264,9 @@ def check_image_attestation(
             continue
         if facts.predicate_type != predicate_type:
             continue
+        log_failure = _attestation_log(layer, blob, facts.signer, anchors, now)
+        if log_failure is not None:
+            results = [log_failure, *results[1:]]
         if all(r.ok for r in results):
             return results
         first_of_type = first_of_type or results

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -76,6 +77,50 @@ def rekor_public_keys(anchors: TrustAnchors) -> list[PublicKey]:
         except ValueError:
             continue
     return keys
+
+
+MAX_TRUSTED_ROOT = 4 * 1024 * 1024
+
+
+def with_trusted_root(anchors: TrustAnchors, code: ReasonCode) -> TrustAnchors:
+    """A Sigstore TrustedRoot as cosign's legacy verifier uses it: its Fulcio chains are
+    certificate roots and its transparency logs' keys are Rekor keys (so a SET becomes
+    required). Certificate-authority validity windows and SCTs are not evaluated."""
+    import base64
+    from dataclasses import replace
+
+    from trustload.formats.jsonstrict import loads_strict
+
+    if anchors.trusted_root is None:
+        return anchors
+    try:
+        with open(anchors.trusted_root, "rb") as fh:
+            raw = fh.read(MAX_TRUSTED_ROOT + 1)
+    except OSError as exc:
+        raise SignatureError(f"cannot read trusted root: {exc.strerror}", code) from None
+    doc = loads_strict(raw, code=code, what="trusted root", max_bytes=MAX_TRUSTED_ROOT)
+    cas: list[bytes] = []
+    logs: list[bytes] = []
+    try:
+        for ca in doc.get("certificateAuthorities") or []:
+            for c in ca["certChain"]["certificates"]:
+                cert = x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"]))
+                cas.append(cert.public_bytes(serialization.Encoding.PEM))
+        for log in doc.get("tlogs") or []:
+            der = base64.b64decode(log["publicKey"]["rawBytes"])
+            key = serialization.load_der_public_key(der)
+            logs.append(
+                key.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SignatureError(f"unusable trusted root: {type(exc).__name__}", code) from None
+    return replace(
+        anchors,
+        ca_certs=anchors.ca_certs + tuple(cas),
+        rekor_keys=anchors.rekor_keys + tuple(logs),
+    )
 
 
 def verify_set(rset: RekorSet, log_keys: Sequence[PublicKey], code: ReasonCode) -> PublicKey:
@@ -148,6 +193,7 @@ def verify_cosign_signature(
     Returns the signer (key fingerprint or certificate identity); raises SignatureError
     with ``code`` or TRANSPARENCY_UNAVAILABLE (module docstring).
     """
+    anchors = with_trusted_root(anchors, code)
     leaf: x509.Certificate | None = None
     signer_key: PublicKey | None = None
     for key in trusted_keys(anchors):
@@ -203,3 +249,72 @@ def verify_cosign_signature(
     except SignatureError as exc:
         raise SignatureError(exc.message, code) from None
     return identity
+
+
+def _intoto_entry_keys(spec: dict[str, Any], code: ReasonCode) -> tuple[str, list[bytes]]:
+    """(payload hash hex, key/cert PEMs) of an ``intoto`` 0.0.1 / 0.0.2 or ``dsse`` entry."""
+    import base64
+
+    def dec(value: object) -> bytes:
+        if not isinstance(value, str):
+            raise SignatureError("log entry: expected base64", code)
+        return base64.b64decode(value, validate=True)
+
+    content = spec.get("content")
+    if isinstance(content, dict):  # intoto
+        ph = content.get("payloadHash")
+        pems: list[bytes] = []
+        if "publicKey" in spec:  # 0.0.1
+            pems.append(dec(spec["publicKey"]))
+        env = content.get("envelope")
+        if isinstance(env, dict):  # 0.0.2: each signature carries its key, base64 twice
+            for s in env.get("signatures") or []:
+                if isinstance(s, dict):
+                    pems.append(dec(dec(s.get("publicKey")).decode("ascii")))
+    else:  # dsse 0.0.1
+        ph = spec.get("payloadHash")
+        pems = [dec(s.get("verifier")) for s in spec.get("signatures") or [] if isinstance(s, dict)]
+    if not isinstance(ph, dict) or ph.get("algorithm") != "sha256":
+        raise SignatureError("log entry has no sha256 payload hash", code)
+    value = ph.get("value")
+    if not isinstance(value, str):
+        raise SignatureError("log entry payload hash is not a string", code)
+    return value, pems
+
+
+def verify_attestation_set(
+    rset: RekorSet,
+    *,
+    payload: bytes,
+    signer_fingerprint: str,
+    anchors: TrustAnchors,
+    now: datetime,
+    code: ReasonCode,
+) -> datetime:
+    """An ``.att`` layer's SET: signed by a configured log, over an ``intoto`` or ``dsse``
+    entry recording this envelope's payload hash and the key that signed it."""
+    import base64
+    import json
+
+    verify_set(rset, rekor_public_keys(anchors), code)
+    try:
+        body = json.loads(base64.b64decode(rset.payload.body, validate=True))
+        if body.get("kind") not in ("intoto", "dsse") or not isinstance(body.get("spec"), dict):
+            raise SignatureError(f"log entry kind {body.get('kind')!r:.40} is not intoto", code)
+        value, pems = _intoto_entry_keys(body["spec"], code)
+    except SignatureError:
+        raise
+    except Exception as exc:
+        raise SignatureError(f"malformed log entry body: {type(exc).__name__}", code) from None
+    if not hmac.compare_digest(value, hashlib.sha256(payload).hexdigest()):
+        raise SignatureError("log entry records another attestation payload", code)
+    fingerprints = set()
+    for pem in pems:
+        key_der, _cert = _entry_key_der(pem, code)
+        fingerprints.add("sha256:" + hashlib.sha256(key_der).hexdigest())
+    if signer_fingerprint not in fingerprints:
+        raise SignatureError("log entry records another signing key", code)
+    integrated = datetime.fromtimestamp(rset.payload.integrated_time, tz=UTC)
+    if integrated > now + MAX_FUTURE:
+        raise SignatureError(f"Rekor SET integrated in the future ({integrated})", code)
+    return integrated
