@@ -17,12 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trustload.decision import CheckResult, Decision, deny_event, utc_now
 from trustload.errors import UsageError
 from trustload.facts import Expectations, TrustAnchors
 from trustload.oci.reader import OciReader
 from trustload.oci.reference import LayoutRef, Reference, RegistryRef, parse_reference
+
+if TYPE_CHECKING:
+    from trustload.config import GateImageConfig
 
 DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
 MAX_TRUST_FILE = 1024 * 1024
@@ -37,8 +41,12 @@ class AttestationRequest:
 
 
 @contextmanager
-def open_reader(ref: Reference, config: Path | None = None) -> Iterator[OciReader]:
-    """The reader for ``ref``; registry access is the OCI client's (imported lazily)."""
+def open_reader(ref: Reference, config: object | None = None) -> Iterator[OciReader]:
+    """The reader for ``ref``; registry access is the OCI client's (imported lazily).
+
+    ``config`` is handed to ``trustload.oci.registry.open_reader`` as is: a TOML path with
+    ``[[oci.registries]]`` (the CLI's ``--config``) or the parsed ``[oci]`` section (the gate).
+    """
     if isinstance(ref, LayoutRef):
         from trustload.oci.layout import LayoutReader
 
@@ -176,7 +184,7 @@ def verify_image(
     anchors: TrustAnchors,
     *,
     attestation: AttestationRequest | None = None,
-    config: Path | None = None,
+    config: object | None = None,
     now: datetime | None = None,
 ) -> Decision:
     """Verify one image or artifact by digest; a tag-only reference is a usage error."""
@@ -204,3 +212,32 @@ def verify_image(
         decision.dataset_snapshot = attestation.expect.dataset_snapshot
     decision.latency_ms = (time.perf_counter() - started) * 1000.0
     return decision
+
+
+def gate_image_check(image: GateImageConfig, oci: object | None, now: datetime) -> CheckResult:
+    """The gate's ``image_signature`` check (``[gate.image]``), on every decision.
+
+    Trust that cannot be loaded is a configuration error (exit 2, never a verdict); a
+    registry that cannot be reached denies like a missing signature would not: with its
+    own code (REGISTRY_UNAVAILABLE, AUTH_FAILED, ...).
+    """
+    from trustload.checks.image import NAME
+    from trustload.errors import TrustloadError
+
+    anchors = build_anchors(
+        keys=image.keys,
+        certificate_identity=image.certificate_identity,
+        certificate_oidc_issuer=image.certificate_oidc_issuer,
+        ca_roots=image.ca_roots,
+        ca_intermediates=image.ca_intermediates,
+        trusted_root=image.trusted_root,
+        rekor_keys=image.rekor_keys,
+    )
+    ref = parse_reference(image.reference)
+    start = time.perf_counter()
+    try:
+        with open_reader(ref, oci) as reader:
+            (result,) = image_checks(reader, ref.digest, anchors, attestation=None, now=now)
+    except TrustloadError as exc:
+        result = CheckResult.failed(NAME, exc.code, f"{ref}: {exc.message}"[:500])
+    return result.with_ms((time.perf_counter() - start) * 1000.0)
