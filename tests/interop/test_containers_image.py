@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from trustload.decision import ReasonCode
 from trustload.engine import verify_files
 from trustload.image import build_anchors, verify_image
 
@@ -205,3 +206,56 @@ def test_keyless_layouts_with_the_public_good_trusted_root(
     decision = verify_image(_ref(case), anchors)
     assert decision.decision == expected, decision.checks
     assert [str(r) for r in decision.reasons] == ([reason] if reason else [])
+
+
+COSIGN_TESTDATA = ROOT.parent / "cosign" / "pkg" / "cosign" / "testdata"
+ATTESTED = "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+
+
+@pytest.mark.parametrize(
+    ("digest", "identity", "code"),
+    [
+        (ATTESTED, "cody@soyland.com", None),
+        (ATTESTED, "wrong@example.com", "ATTESTATION_INVALID"),
+        ("sha256:" + "a0" * 32, "cody@soyland.com", "ATTESTATION_SUBJECT_MISMATCH"),
+    ],
+    ids=["genuine", "wrong-identity", "copied-onto-another-image"],
+)
+def test_genuine_cosign3_attestation_bundle_referrer(
+    digest: str, identity: str, code: str | None
+) -> None:
+    """cosign's own ``attest`` bundle (new bundle format, keyless, Rekor v1 dsse entry) as a
+    referrer of ``digest``, through the pure image attestation check; the last case is a
+    referrer manifest claiming another image as its subject with the genuine bundle inside."""
+    from datetime import UTC, datetime, timedelta
+
+    from trustload.checks.image import check_image_attestation, check_image_signature
+    from trustload.facts import Expectations
+    from trustload.oci.evidence import ImageEvidence, ReferrerEvidence
+
+    bundle = COSIGN_TESTDATA / "oci-attestation.sigstore.json"
+    if not bundle.is_file():  # pragma: no cover
+        pytest.skip("no cosign testdata in the shared vectors")
+    evidence = ImageEvidence(
+        digest,
+        referrers=(ReferrerEvidence("sha256:" + "f" * 64, digest, bundle.read_bytes(), None),),
+    )
+    anchors = build_anchors(
+        certificate_identity=identity,
+        certificate_oidc_issuer="https://github.com/login/oauth",
+        trusted_root=COSIGN_TESTDATA / "trusted_root_pgi.json",
+    )
+    now = datetime.now(UTC)
+    results = check_image_attestation(
+        evidence,
+        anchors,
+        predicate_type="https://cosign.sigstore.dev/attestation/v1",
+        expect=Expectations(),
+        now=now,
+        clock_skew=timedelta(seconds=60),
+    )
+    failing = [str(r.code) for r in results if not r.ok]
+    assert failing == ([code] if code else []), results
+    # An attestation is not a signature: the same referrer never passes the image check.
+    sig = check_image_signature(evidence, anchors, now=now)
+    assert sig.code == ReasonCode.IMAGE_SIGNATURE_INVALID
