@@ -146,3 +146,40 @@ def test_image_config_must_be_pinned_and_coherent(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match=r"gate\.image\.reference: .*pin by digest"):
         load_client_config(toml)
+
+
+def _blob_bundle_gate(arena: Arena, gate: Gate, with_set: bool) -> tuple[str, ClientFileConfig]:
+    from tests.crypto.helpers import load_key
+    from tests.support.cosign_layout import blob_bundle
+
+    log_key = ec.generate_private_key(ec.SECP256R1())
+    path = arena.model_file()
+    bundle = blob_bundle(
+        path.read_bytes(), load_key(arena.env.signing_key), log_key if with_set else None
+    )
+    name = arena.name()
+    arena.publish(name, "1", path, signature=bundle)
+    rekor = _key_file(gate.root, log_key, "rekor.pub")
+    return name, with_gate(gate.cfg, rekor_keys=[rekor])
+
+
+def test_image_gate_accepts_a_cosign_blob_bundle_with_its_set(arena: Arena, gate: Gate) -> None:
+    name, cfg = _blob_bundle_gate(arena, gate, with_set=True)
+    result = gate.run(f"{name}@production", cfg)
+    assert result.decision.permitted, result.decision.to_json()
+    (sig,) = [c for c in result.decision.checks if c.name == "signature"]
+    assert "cosign blob bundle" in sig.detail
+
+
+def test_image_blob_bundle_without_required_set(arena: Arena, gate: Gate) -> None:
+    """A model signed with ``cosign sign-blob --bundle`` but without the Rekor SET that
+    ``[gate] rekor_keys`` requires: nothing offline proves it was logged.
+
+    Attack: image / transparency stripped
+    """
+    name, cfg = _blob_bundle_gate(arena, gate, with_set=False)
+    assert_denied(
+        gate.run(f"{name}@production", cfg),
+        ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        cache_dir=gate.cache_dir,
+    )

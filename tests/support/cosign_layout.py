@@ -249,3 +249,34 @@ def dsse_entry(payload: bytes, signer: PrivateKey) -> dict[str, Any]:
             ],
         },
     }
+
+
+def hashedrekord_entry(data: bytes, signature: bytes, signer: PrivateKey) -> dict[str, Any]:
+    """A Rekor ``hashedrekord`` 0.0.1 entry body for a signature over ``data``."""
+    from trustload.crypto.keys import public_pem
+
+    return {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()}},
+            "signature": {
+                "content": base64.b64encode(signature).decode(),
+                "publicKey": {
+                    "content": base64.b64encode(public_pem(signer.public_key())).decode()
+                },
+            },
+        },
+    }
+
+
+def blob_bundle(data: bytes, signer: PrivateKey, log_key: PrivateKey | None) -> bytes:
+    """``cosign sign-blob --bundle`` output for ``data`` (with a SET when ``log_key``)."""
+    import time
+
+    signature = sign_message(signer, data)
+    doc: dict[str, Any] = {"base64Signature": base64.b64encode(signature).decode()}
+    if log_key is not None:
+        entry = hashedrekord_entry(data, signature, signer)
+        doc["rekorBundle"] = json.loads(rekor_set(log_key, entry, int(time.time()) - 30))
+    return json.dumps(doc).encode()
