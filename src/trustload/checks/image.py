@@ -25,7 +25,7 @@ from trustload.checks.attestation import check_attestation
 from trustload.decision import CheckResult, ReasonCode
 from trustload.errors import SignatureError, TrustloadError
 from trustload.facts import Expectations, TrustAnchors
-from trustload.formats.cosign import b64, parse_rekor_set, parse_simple_signing
+from trustload.formats.cosign import RekorSet, b64, parse_rekor_set, parse_simple_signing
 from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
 from trustload.formats.intoto import parse_statement, subject_matches
 from trustload.oci.evidence import ImageEvidence, LayerEvidence, ReferrerEvidence
@@ -82,7 +82,7 @@ def verify_layer(ev: LayerEvidence, digest: str, anchors: TrustAnchors, now: dat
     if ev.layer.signature_b64 is None:
         raise SignatureError("layer carries no signature annotation", code)
     signature = b64(ev.layer.signature_b64, code=code, what="signature", max_len=16 * 1024)
-    rekor: object = None
+    rekor: RekorSet | TrustloadError | None = None
     if ev.layer.bundle_json is not None:  # judged only where a SET is required
         try:
             rekor = parse_rekor_set(ev.layer.bundle_json, code=code)
@@ -93,7 +93,7 @@ def verify_layer(ev: LayerEvidence, digest: str, anchors: TrustAnchors, now: dat
         signature,
         certificate=ev.layer.certificate_pem,
         chain=[ev.layer.chain_pem] if ev.layer.chain_pem else [],
-        rekor=rekor,  # type: ignore[arg-type]
+        rekor=rekor,
         anchors=anchors,
         now=now,
         code=code,
