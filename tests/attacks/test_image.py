@@ -183,3 +183,31 @@ def test_image_blob_bundle_without_required_set(arena: Arena, gate: Gate) -> Non
         ReasonCode.TRANSPARENCY_UNAVAILABLE,
         cache_dir=gate.cache_dir,
     )
+
+
+def test_image_bare_signature_when_a_set_is_required(arena: Arena, gate: Gate) -> None:
+    """The blob bundle is stripped down to its bare base64 signature (still valid for the
+    trusted key) so that no SET is left to check: a downgrade around the log requirement.
+
+    Attack: image / transparency stripped
+    """
+    import base64
+    import json
+
+    from tests.crypto.helpers import load_key
+    from tests.support.cosign_layout import blob_bundle
+
+    path = arena.model_file()
+    bundle = json.loads(blob_bundle(path.read_bytes(), load_key(arena.env.signing_key), None))
+    bare = bundle["base64Signature"].encode()
+    assert base64.b64decode(bare)
+    name = arena.name()
+    arena.publish(name, "1", path, signature=bare)
+    log_key = ec.generate_private_key(ec.SECP256R1())
+    cfg = with_gate(gate.cfg, rekor_keys=[_key_file(gate.root, log_key, "rekor.pub")])
+    assert gate.run(f"{name}@production").decision.permitted  # no log required: accepted
+    assert_denied(
+        gate.run(f"{name}@production", cfg),
+        ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        cache_dir=gate.cache_dir,
+    )

@@ -147,6 +147,13 @@ def _cosign_blob(
 
     if layout.kind != "file":
         raise SignatureError("a detached cosign signature can only sign a single file")
+    if anchors.rekor_keys:
+        # A bare signature cannot carry a SET: accepting it would let a signer (or a
+        # stolen key) skip the transparency log simply by dropping the bundle around it.
+        raise SignatureError(
+            "a Rekor SET is required; a detached signature has none (use sign-blob --bundle)",
+            ReasonCode.TRANSPARENCY_UNAVAILABLE,
+        )
     if len(bundle) > MAX_COSIGN_SIG:
         raise SignatureError("detached signature too large")
     try:
