@@ -423,3 +423,17 @@ def test_garbage_blob_bundle_is_signature_invalid(tmp_path: Path, key: PrivateKe
         bundle.write_bytes(bad)
         d = verify_files(model, signature=bundle, public_keys=[_pub(tmp_path, key)])
         _denied(d, ReasonCode.SIGNATURE_INVALID)
+
+
+def test_a_deeply_nested_manifest_in_the_layout_is_no_traceback(
+    tmp_path: Path, key: PrivateKey
+) -> None:
+    """Referrer discovery reads every manifest of the layout: a hostile one nesting 100 000
+    levels deep (a RecursionError for a naive parser) must be skipped, not crash."""
+    w = LayoutWriter(tmp_path / "img")
+    digest = w.add(image_manifest("img"), "image")
+    w.add(b"[" * 100_000 + b"]" * 100_000, None)
+    w.write()
+    d = _verify(tmp_path, w.root, digest, key)
+    _denied(d, ReasonCode.IMAGE_SIGNATURE_INVALID)
+    assert LayoutReader(w.root).referrers(digest) == []

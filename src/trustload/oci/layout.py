@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import stat
@@ -36,6 +35,8 @@ KIND_SIGS = "dev.cosignproject.cosign/sigs"
 KIND_ATTS = "dev.cosignproject.cosign/atts"
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_INDEX_ENTRIES = 4096
+MAX_REFERRER_SCAN_BYTES = 64 * 1024 * 1024
+"""Referrer discovery reads the layout's manifests: at most this many bytes in all."""
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _TAG = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att)")
 
@@ -168,6 +169,7 @@ class LayoutReader:
         referrers-tag index (``sha256-<hex>``) when the layout carries one."""
         out: list[Descriptor] = []
         tag = digest.replace(":", "-", 1)
+        budget = MAX_REFERRER_SCAN_BYTES
         for d in self.entries():
             if len(out) >= MAX_REFERRERS:
                 break
@@ -175,10 +177,13 @@ class LayoutReader:
                 ("manifest.v1+json", "index.v1+json")
             ):
                 continue
+            if d.size > min(MAX_MANIFEST_BYTES, budget):
+                continue  # bounded work: never read more than the scan budget in all
+            budget -= d.size
             try:
                 raw = self._read_blob(d.digest, MAX_MANIFEST_BYTES, f"manifest {d.digest}")
-                obj: Any = json.loads(raw)
-            except (TrustloadError, ValueError):
+                obj: Any = loads_strict(raw, code=ReasonCode.IMAGE_SIGNATURE_INVALID)
+            except TrustloadError:
                 continue  # the caller sees only what verifies; a broken entry refers to nothing
             if not isinstance(obj, dict):
                 continue
@@ -217,8 +222,8 @@ def _index_descriptors(items: list[Any], room: int) -> list[Descriptor]:
 
 def _media_type_of(raw: bytes) -> str:
     try:
-        obj = json.loads(raw)
-    except ValueError:
+        obj = loads_strict(raw, code=ReasonCode.IMAGE_SIGNATURE_INVALID)
+    except TrustloadError:
         return ""
     media = obj.get("mediaType") if isinstance(obj, dict) else None
     return media if isinstance(media, str) else ""
