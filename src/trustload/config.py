@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trustload.errors import UsageError
 
@@ -57,6 +64,30 @@ class RegistryClientConfig(_Strict):
         return v.rstrip("/")
 
 
+class GateImageConfig(_Strict):
+    """``[gate.image]``: the serving image this runtime is, and who must have signed it."""
+
+    reference: str  # HOST/REPO@sha256:<hex> or oci-layout:DIR@sha256:<hex>
+    keys: list[Path] = Field(default_factory=list)
+    certificate_identity: str | None = None
+    certificate_oidc_issuer: str | None = None
+    ca_roots: list[Path] = Field(default_factory=list)
+    ca_intermediates: list[Path] = Field(default_factory=list)
+    trusted_root: Path | None = None
+    rekor_keys: list[Path] = Field(default_factory=list)
+
+    @field_validator("reference")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        from trustload.oci.reference import parse_reference
+
+        try:
+            parse_reference(v)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class GateConfig(_Strict):
     environment: str = "prod"
     policy_dir: Path = Path("policy")
@@ -68,11 +99,24 @@ class GateConfig(_Strict):
     certificate_oidc_issuer: str | None = None
     trusted_root: Path | None = None
     ca_certs: list[Path] = Field(default_factory=list)
+    ca_intermediates: list[Path] = Field(default_factory=list)  # PEM, chain-building help
+    rekor_keys: list[Path] = Field(default_factory=list)  # a Rekor SET is then required (cosign)
     clock_skew: int = 60  # seconds of leeway on validity windows
     require_change_ticket: bool = False  # older versions need a ticket on the alias move
     offline_start: bool = False
     max_staleness: int = 300  # seconds a verified model may serve without Registry contact
     runtime_container_digest: str | None = None  # the serving image this runtime is
+    image: GateImageConfig | None = None  # verify that image's cosign signature (R2.5)
+
+    @model_validator(mode="after")
+    def _one_serving_image(self) -> GateConfig:
+        if self.image is not None and self.runtime_container_digest is not None:
+            from trustload.oci.reference import parse_reference
+
+            if parse_reference(self.image.reference).digest != self.runtime_container_digest:
+                raise ValueError("[gate.image] reference and runtime_container_digest disagree")
+        return self
+
     allow_pickle: bool = False
 
 

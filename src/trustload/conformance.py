@@ -13,7 +13,9 @@ configuration through the four R9 scenarios:
 * **policy drift** - a private copy of the runtime policy bundle with one edit, the
   Registry not updated: denied with ``POLICY_DIGEST_MISMATCH``;
 * **tenant cross** - a token of another tenant asking for the canary: denied
-  (``NOT_FOUND`` from the Registry's tenancy or ``TENANT_MISMATCH`` from the gate).
+  (``NOT_FOUND`` from the Registry's tenancy or ``TENANT_MISMATCH`` from the gate);
+* **image** (only with ``[gate.image]``) - the serving image checked against a key that
+  never signed it: denied with ``IMAGE_SIGNATURE_INVALID``.
 
 A **baseline** row comes first: the untouched canary must be *permitted*. A gate that
 denies everything (a wrong trusted key, an unreachable Registry) would "pass" every
@@ -312,7 +314,7 @@ def run_conformance(
             password=password,
             policy_digest=runtime_digest,
             card=card,
-            container_digest=cfg.gate.runtime_container_digest or CANARY_CONTAINER,
+            container_digest=_serving_image_digest(cfg) or CANARY_CONTAINER,
             work=work,
         )
         try:
@@ -412,5 +414,46 @@ def _scenarios(
         )
         rows.append(ScenarioResult(row.scenario, row.expected, row.observed, row.passed, source))
 
+    if cfg.gate.image is not None:
+        say("image: the serving image checked against a key that never signed it")
+        rows.append(
+            judge_denial(
+                "image",
+                run_gate(_with_wrong_image_key(cfg, work), f"{name}@1"),
+                (ReasonCode.IMAGE_SIGNATURE_INVALID,),
+                "deny IMAGE_SIGNATURE_INVALID",
+            )
+        )
+
     report.results.append(baseline)
     report.results.extend(rows if baseline.passed else not_meaningful(rows))
+
+
+def _serving_image_digest(cfg: ClientFileConfig) -> str | None:
+    """The canary is attested for the serving image the gate verifies, if it verifies one."""
+    if cfg.gate.image is not None:
+        from trustload.oci.reference import parse_reference
+
+        return parse_reference(cfg.gate.image.reference).digest
+    return cfg.gate.runtime_container_digest
+
+
+def _with_wrong_image_key(cfg: ClientFileConfig, work: Path) -> ClientFileConfig:
+    """``[gate.image]`` trusting only a fresh key: a gate that still admits the image does
+    not check its signature at all."""
+    from trustload.crypto.keys import generate_keypair
+
+    _key, pub = generate_keypair(work / f"wrong-image-key-{secrets.token_hex(4)}")
+    assert cfg.gate.image is not None
+    image = cfg.gate.image.model_copy(
+        update={
+            "keys": [pub],
+            "certificate_identity": None,
+            "certificate_oidc_issuer": None,
+            "ca_roots": [],
+            "ca_intermediates": [],
+            "trusted_root": None,
+            "rekor_keys": [],
+        }
+    )
+    return _with_gate(cfg, image=image)

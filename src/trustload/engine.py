@@ -660,6 +660,8 @@ def verify_files(
     policy_dir: str | os.PathLike[str] | None = None,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     rekor_keys: Sequence[str | os.PathLike[str]] = (),
+    ca_roots: Sequence[str | os.PathLike[str]] = (),
+    ca_intermediates: Sequence[str | os.PathLike[str]] = (),
 ) -> Decision:
     """Verify a local model file or directory, or a bare ``sha256:<hex>`` digest,
     against its signature (and attestation).
@@ -678,7 +680,11 @@ def verify_files(
 
     if not public_keys and certificate_identity is None:
         raise UsageError("give --key, or --certificate-identity with --certificate-oidc-issuer")
-    if (certificate_identity is None) != (certificate_oidc_issuer is None):
+    if ca_roots and certificate_identity is None:
+        raise UsageError("--ca-roots needs a pinned --certificate-identity")
+    if ca_intermediates and not ca_roots:
+        raise UsageError("--ca-intermediates needs --ca-roots")
+    if not ca_roots and (certificate_identity is None) != (certificate_oidc_issuer is None):
         raise UsageError("--certificate-identity and --certificate-oidc-issuer go together")
     if public_keys and certificate_identity is not None:
         raise UsageError("give either --key or a certificate identity, not both")
@@ -696,6 +702,8 @@ def verify_files(
         certificate_identity=certificate_identity,
         certificate_oidc_issuer=certificate_oidc_issuer,
         trusted_root=None if trusted_root is None else Path(trusted_root),
+        ca_certs=tuple(_read_key(Path(c)) for c in ca_roots),
+        ca_intermediates=tuple(_read_key(Path(c)) for c in ca_intermediates),
         rekor_keys=rekor_pems,
         require_key_tlog=bool(public_keys) and (trusted_root is not None or bool(rekor_pems)),
     )

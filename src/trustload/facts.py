@@ -105,6 +105,7 @@ class TrustAnchors:
     trusted_root: Path | None = None  # Sigstore TrustedRoot JSON
     ca_certs: tuple[bytes, ...] = ()  # PEM, for private-CA certificate chains
     require_tlog: bool = True  # keyless: an inclusion proof must be in the bundle
+    ca_intermediates: tuple[bytes, ...] = ()  # PEM, untrusted path-building help
     rekor_keys: tuple[bytes, ...] = ()  # PEM; any given makes a Rekor SET required (cosign)
     require_key_tlog: bool = False  # key mode: a log entry must be present and verify
 

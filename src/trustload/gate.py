@@ -235,6 +235,10 @@ def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
         certificate_oidc_issuer=gate.certificate_oidc_issuer,
         trusted_root=gate.trusted_root,
         ca_certs=tuple(_read_bounded(c, MAX_KEY_BYTES, "CA certificate") for c in gate.ca_certs),
+        ca_intermediates=tuple(
+            _read_bounded(c, MAX_KEY_BYTES, "CA intermediate") for c in gate.ca_intermediates
+        ),
+        rekor_keys=tuple(_read_bounded(k, MAX_KEY_BYTES, "Rekor key") for k in gate.rekor_keys),
     )
 
 
@@ -520,6 +524,22 @@ def _run(
     # unhashed (it hashes them anyway); if the engine then finds a digest or signature
     # mismatch, the cache re-verifies every blob, evicts and re-fetches what no longer
     # matches (once), and the engine decides again.
+    # R2.5: the serving image's own cosign signature ([gate.image]), on every decision.
+    image_digest: str | None = None
+    if gate.image is not None:
+        from trustload.image import gate_image_check
+        from trustload.oci.reference import parse_reference
+
+        image_digest = parse_reference(gate.image.reference).digest
+        image = gate_image_check(gate.image, getattr(config, "oci", None), now)
+        if not image.ok:
+            denied = deny(
+                [*early, image], record=record, requester=requester, policy_digest=digest_now
+            )
+            denied.decision.extra["image_digest"] = image_digest
+            return denied
+        checks.append(image)
+
     cache = BlobCache(gate.cache_dir)
     anchors = trust_anchors(config)
     suspect = {ReasonCode.DIGEST_MISMATCH, ReasonCode.SIGNATURE_INVALID}
@@ -554,7 +574,7 @@ def _run(
             signature_bundle=fetched.signature,
             attestation=fetched.attestation,
             anchors=anchors,
-            expect=Expectations(container_digest=gate.runtime_container_digest),
+            expect=Expectations(container_digest=image_digest or gate.runtime_container_digest),
             record=record,
             requester=requester,
             trusted_state=trusted,
@@ -562,6 +582,8 @@ def _run(
             require_change_ticket=gate.require_change_ticket,
         )
         decision = decide(facts, engine)
+        if image_digest is not None:
+            decision.extra["image_digest"] = image_digest
         if decision.permitted or not fetched.unhashed or not suspect & set(decision.reasons):
             break
     if not decision.permitted:

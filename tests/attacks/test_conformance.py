@@ -90,3 +90,29 @@ def test_conformance_tenant_cross_without_issuer_needs_a_token(arena: Arena) -> 
         gate_cfg, admin_cfg, key=arena.env.signing_key, cross_tenant_token_file=other
     )
     assert report.passed, report.to_json()
+
+
+def test_conformance_checks_the_serving_image_when_configured(arena: Arena) -> None:
+    """With ``[gate.image]``, the canary is attested for that image, the baseline verifies
+    its signature, and an ``image`` row proves a wrong image key is denied."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.support.cosign_layout import signed_layout
+    from trustload.crypto.keys import public_pem
+
+    root = arena.env.root
+    key = ec.generate_private_key(ec.SECP256R1())
+    layout, digest = signed_layout(root / "serving-image", key)
+    (root / "image.pub").write_bytes(public_pem(key.public_key()))
+    gate_toml = root / "gate-image.toml"
+    gate_toml.write_text(
+        arena.env.gate_config.read_text()
+        + f'\n[gate.image]\nreference = "oci-layout:{layout}@{digest}"\nkeys = ["image.pub"]\n'
+    )
+    proc = conformance(arena, gate_toml, "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    doc = json.loads(proc.stdout)
+    assert [r["scenario"] for r in doc["results"]] == [*SCENARIOS, "image"]
+    by_name = {r["scenario"]: r for r in doc["results"]}
+    assert by_name["image"]["passed"]
+    assert by_name["image"]["observed"] == "deny: IMAGE_SIGNATURE_INVALID"

@@ -149,8 +149,10 @@ def _cosign_blob(
     if layout.kind not in ("file", "digest"):
         raise SignatureError("a detached cosign signature can only sign a single file")
     if anchors.require_key_tlog or anchors.rekor_keys:
+        # A bare signature cannot carry a SET: accepting it would let a signer (or a
+        # stolen key) skip the transparency log simply by dropping the bundle around it.
         raise SignatureError(
-            "a transparency-log entry is required; a detached signature carries none",
+            "a Rekor SET is required; a detached signature has none (use sign-blob --bundle)",
             ReasonCode.TRANSPARENCY_UNAVAILABLE,
         )
     if len(bundle) > MAX_COSIGN_SIG:
@@ -207,6 +209,36 @@ def _generic_statement(
     return files, f"in-toto statement, predicateType {ptype}, subject {digest}"
 
 
+def _cosign_blob_bundle(
+    layout: ModelLayout, bundle: bytes, anchors: TrustAnchors, now: datetime
+) -> tuple[tuple[FileEntry, ...], str]:
+    """cosign ``sign-blob --bundle``: ``{base64Signature, cert, rekorBundle}``, verified
+    offline exactly as an image signature's layer (:mod:`trustload.crypto.cosign`)."""
+    from trustload.crypto.cosign import verify_cosign_signature
+    from trustload.formats.cosign import parse_blob_bundle
+
+    if layout.kind not in ("file", "digest"):
+        raise SignatureError("a cosign blob bundle can only sign a single file or digest")
+    parsed = parse_blob_bundle(bundle, code=ReasonCode.SIGNATURE_INVALID)
+    if layout.kind == "digest":
+        entries: list[FileEntry] = []
+        digest = bytes.fromhex(_digest_of(layout)[len("sha256:") :])
+    else:
+        entries = _hash_whole(layout)
+        digest = bytes.fromhex(entries[0].sha256)
+    signer = verify_cosign_signature(
+        digest,
+        parsed.signature,
+        certificate=parsed.certificate,
+        chain=[],
+        rekor=parsed.rekor,
+        anchors=anchors,
+        now=now,
+        code=ReasonCode.SIGNATURE_INVALID,
+    )
+    return tuple(entries), signer
+
+
 def check_model_signature(
     layout: ModelLayout, bundle: bytes | None, anchors: TrustAnchors, *, now: datetime
 ) -> SignatureOutcome:
@@ -220,6 +252,14 @@ def check_model_signature(
             ms = (time.perf_counter() - start) * 1000.0
             return SignatureOutcome(
                 CheckResult.passed(NAME, f"cosign blob signature by {signer}", ms), files, signer
+            )
+        from trustload.formats.cosign import looks_like_blob_bundle
+
+        if looks_like_blob_bundle(bundle):
+            files, signer = _cosign_blob_bundle(layout, bundle, anchors, now)
+            ms = (time.perf_counter() - start) * 1000.0
+            return SignatureOutcome(
+                CheckResult.passed(NAME, f"cosign blob bundle by {signer}", ms), files, signer
             )
         from trustload.crypto.verify import verify_bundle
 

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "registry",  # registry serve|stage|alias|revoke|quarantine|release
     "publish",  # publish
     "verify",  # verify
+    "verify_image",  # verify-image
     "serve",  # serve
     "audit",  # audit verify
     "conformance",  # conformance

@@ -80,6 +80,14 @@ def register(app: "typer.Typer") -> None:
                 help="Rekor public key (PEM); repeatable. A log entry is then required.",
             ),
         ] = None,
+        ca_roots: Annotated[
+            list[Path] | None,
+            typer.Option("--ca-roots", help="Fulcio or private-CA root certificates (PEM)."),
+        ] = None,
+        ca_intermediates: Annotated[
+            list[Path] | None,
+            typer.Option("--ca-intermediates", help="Intermediate certificates (PEM)."),
+        ] = None,
         attestation: Annotated[
             Path | None, typer.Option("--attestation", help="DSSE in-toto attestation.")
         ] = None,
@@ -108,6 +116,8 @@ def register(app: "typer.Typer") -> None:
             dataset_snapshot=dataset_snapshot,
             policy_dir=policy,
             rekor_keys=tuple(rekor_key or ()),
+            ca_roots=tuple(ca_roots or ()),
+            ca_intermediates=tuple(ca_intermediates or ()),
         )
         doc = decision.to_json()
         if as_json:
@@ -133,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--certificate-oidc-issuer")
     parser.add_argument("--trusted-root", type=Path)
     parser.add_argument("--rekor-key", type=Path, action="append", default=[])
+    parser.add_argument("--ca-roots", type=Path, action="append", default=[])
+    parser.add_argument("--ca-intermediates", type=Path, action="append", default=[])
     parser.add_argument("--attestation", type=Path)
     parser.add_argument("--git-sha")
     parser.add_argument("--container-digest")
@@ -175,6 +187,8 @@ def fast_main(argv: list[str] | None = None) -> int:
             dataset_snapshot=ns.dataset_snapshot,
             policy_dir=ns.policy,
             rekor_keys=tuple(ns.rekor_key),
+            ca_roots=tuple(ns.ca_roots),
+            ca_intermediates=tuple(ns.ca_intermediates),
         )
     except _UsageExit:
         return 2

@@ -48,6 +48,61 @@ def certificate_identities(cert: x509.Certificate) -> list[str]:
     return values
 
 
+OIDC_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+"""Fulcio's first issuer extension: the raw issuer string as the extension value."""
+OIDC_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+"""Fulcio's later issuer extension: a DER UTF8String."""
+
+
+def oidc_issuers(cert: x509.Certificate) -> list[str]:
+    """The OIDC issuer(s) a Fulcio-style certificate records (either extension)."""
+    out: list[str] = []
+    for oid in (OIDC_ISSUER_V2, OIDC_ISSUER_V1):
+        try:
+            ext = cert.extensions.get_extension_for_oid(oid).value
+        except x509.ExtensionNotFound:
+            continue
+        raw = getattr(ext, "value", b"")
+        if oid == OIDC_ISSUER_V2:
+            # UTF8String: tag 0x0c, then a short or long-form length.
+            if len(raw) < 2 or raw[0] != 0x0C:
+                continue
+            n, body = raw[1], raw[2:]
+            if n & 0x80:
+                width = n & 0x7F
+                n, body = int.from_bytes(body[:width], "big"), body[width:]
+            raw = body[:n] if len(body) == n else b""
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def match_identity(cert: x509.Certificate, identity: str | None, issuer: str | None) -> str:
+    """The one place a signer identity is pinned (OMS bundles, cosign images and blobs).
+
+    ``identity`` must equal one of the certificate's identities exactly (no patterns);
+    ``issuer``, when pinned, must equal the certificate's OIDC issuer extension exactly.
+    Returns the identity to record as the signer.
+    """
+    names = certificate_identities(cert)
+    if identity is not None and identity not in names:
+        raise SignatureError(f"certificate identity {names} does not match pinned {identity!r}")
+    if issuer is not None:
+        issuers = oidc_issuers(cert)
+        if issuer not in issuers:
+            raise SignatureError(
+                f"certificate OIDC issuer {issuers} does not match pinned {issuer!r}"
+            )
+    return identity or (names[0] if names else cert.subject.rfc4514_string())
+
+
+def _ca_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("CA certificate's KeyUsage does not allow certificate signing")
+
+
 def verify_chain(
     leaf_der: bytes,
     intermediates_der: Sequence[bytes],
@@ -55,10 +110,12 @@ def verify_chain(
     *,
     at: datetime,
     identity: str | None,
+    issuer: str | None = None,
 ) -> tuple[PublicKey, str]:
     """Build and check leaf -> intermediates -> configured CA at time ``at``.
 
-    Returns the leaf public key and its identity. Raises SignatureError otherwise.
+    Returns the leaf public key and its identity (see :func:`match_identity`). Raises
+    SignatureError otherwise.
     """
     from cryptography.x509.verification import (
         ExtensionPolicy,
@@ -92,8 +149,12 @@ def verify_chain(
             .time(at)
             .max_chain_depth(MAX_CHAIN)
             .extension_policies(
-                ca_policy=ExtensionPolicy.webpki_defaults_ca().may_be_present(
-                    x509.ExtendedKeyUsage, x509.verification.Criticality.AGNOSTIC, None
+                ca_policy=ExtensionPolicy.webpki_defaults_ca()
+                .may_be_present(x509.ExtendedKeyUsage, x509.verification.Criticality.AGNOSTIC, None)
+                # As Go's x509 (cosign): a CA without KeyUsage is accepted (private PKIs
+                # issue such roots); one that has it must allow certificate signing.
+                .may_be_present(
+                    x509.KeyUsage, x509.verification.Criticality.AGNOSTIC, _ca_key_usage
                 ),
                 ee_policy=ExtensionPolicy.permit_all(),
             )
@@ -114,11 +175,9 @@ def verify_chain(
             raise SignatureError("leaf certificate is not for code signing")
     except x509.ExtensionNotFound:
         pass
-    names = certificate_identities(leaf)
-    if identity is not None and identity not in names:
-        raise SignatureError(f"certificate identity {names} does not match pinned {identity!r}")
+    signer = match_identity(leaf, identity, issuer)
     try:
         key = check_public_key(leaf.public_key())
     except ValueError as exc:
         raise SignatureError(f"leaf key unusable: {exc}") from None
-    return key, (identity or (names[0] if names else leaf.subject.rfc4514_string()))
+    return key, signer

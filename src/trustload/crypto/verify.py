@@ -123,6 +123,7 @@ def _verify_certificate(
         anchors.ca_certs,
         at=now,
         identity=anchors.certificate_identity,
+        issuer=anchors.certificate_oidc_issuer,
     )
     if _key_verify([key], envelope, signature, artifact_sha256) is None:
         raise SignatureError("signature does not verify with the certificate's key")
