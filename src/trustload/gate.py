@@ -239,6 +239,7 @@ def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
             _read_bounded(c, MAX_KEY_BYTES, "CA intermediate") for c in gate.ca_intermediates
         ),
         rekor_keys=tuple(_read_bounded(k, MAX_KEY_BYTES, "Rekor key") for k in gate.rekor_keys),
+        require_key_tlog=bool(gate.rekor_keys),
     )
 
 

@@ -134,6 +134,7 @@ def build_anchors(
         ca_certs=pems(ca_roots, "CA root", certs=True),
         ca_intermediates=pems(ca_intermediates, "CA intermediate", certs=True),
         rekor_keys=pems(rekor_keys, "Rekor key", certs=False),
+        require_key_tlog=bool(rekor_keys),
     )
 
 

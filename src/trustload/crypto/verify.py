@@ -6,8 +6,8 @@ Accepted, against :class:`~trustload.facts.TrustAnchors` (any one anchor suffice
   - ``publicKey`` material (model-signing key mode, cosign managed keys): verified with
     a *configured* public key (the bundle's hint is never trusted). A transparency-log
     entry, when present and logs are configured (``trusted_root`` tlogs or
-    ``rekor_keys``), must verify too; with ``require_key_tlog`` or ``rekor_keys`` it
-    is required (``verify-files --key K --trusted-root R``).
+    ``rekor_keys``), must verify too; with ``require_key_tlog`` it is required
+    (``verify-files --key K --trusted-root R``, ``[gate] rekor_keys``).
   - certificate material: a private CA (``ca_certs``, leaf identity pinned, validity
     checked at ``now``), or Sigstore keyless (``trusted_root`` + identity + issuer),
     offline, with the inclusion proof required.
@@ -142,7 +142,7 @@ def _check_key_tlog(
     """Key mode and the transparency log: required when asked for, verified whenever
     logs are configured, ignored only when no log is configured at all."""
     logs = anchors.trusted_root is not None or bool(anchors.rekor_keys)
-    required = anchors.require_key_tlog or bool(anchors.rekor_keys)
+    required = anchors.require_key_tlog
     if not tlog:
         if required:
             raise SignatureError(
