@@ -327,7 +327,7 @@ class OciTransport:
         Raises ``RegistryError(DIGEST_MISMATCH)`` past ``limit``: every limit here is a
         descriptor's size or a format bound, so more bytes cannot be the bytes asked for.
         """
-        host = urlsplit(url).netloc
+        host = urlsplit(str(response.url)).netloc
         e = self.entries.get(normalise_host(host))
         floor = RateFloor(e.min_download_rate if e else 16 * 1024, e.slow_grace if e else 10.0, url)
         declared = response.headers.get("content-length")
