@@ -176,7 +176,8 @@ def test_oci_referrers_index_points_at_another_subject(hostile: Hostile) -> None
     manifest really names is there for the verifier to compare (an index can lie).
     """
     other = "sha256:" + "e" * 64
-    subject = {"digest": other, "size": 1, "mediaType": "application/vnd.oci.image.manifest.v1+json"}
+    manifest_type = "application/vnd.oci.image.manifest.v1+json"
+    subject = {"digest": other, "size": 1, "mediaType": manifest_type}
     referrer = json.dumps({"schemaVersion": 2, "subject": subject, "layers": []}).encode()
     rdigest = "sha256:" + hashlib.sha256(referrer).hexdigest()
     index = json.dumps({"schemaVersion": 2, "manifests": [{
