@@ -19,14 +19,16 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urljoin
 
+from trustload.config import OciConfig, load_oci_config
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError, RegistryError
 from trustload.oci.reader import MAX_MANIFEST_BYTES, MAX_REFERRERS, Descriptor, Manifest
-from trustload.oci.reference import DIGEST_RE
+from trustload.oci.reference import DIGEST_RE, RegistryRef
 from trustload.oci.transport import OciTransport
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -328,3 +330,17 @@ class RegistryRepository:
                 f"registry stored the manifest as {stated[:80]}, not {digest}",
             )
         return digest
+
+
+@contextmanager
+def open_reader(
+    ref: RegistryRef, config: Path | OciConfig | None = None
+) -> Iterator[RegistryRepository]:
+    """The reader for a registry reference (``config``: a TOML path with
+    ``[[oci.registries]]``, or the parsed section; none means no host is allowed)."""
+    if isinstance(config, OciConfig):
+        cfg = config
+    else:
+        cfg = load_oci_config(config) if config is not None else OciConfig()
+    with OciTransport(cfg) as transport:
+        yield RegistryRepository(transport, ref.host, ref.repository)
