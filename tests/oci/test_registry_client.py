@@ -149,3 +149,14 @@ def test_referrers_fallback_tag_schema(ocireg: RunningOciRegistry) -> None:
     )
     found = repo.referrers(image.digest)
     assert [d.artifact_type for d in found] == ["application/vnd.dev.sigstore.bundle.v0.3+json"]
+
+
+def test_mtls_registry(tmp_path: Path, oci_ca: object) -> None:
+    """A registry requiring client certificates: ours is presented; none is AUTH_FAILED."""
+    from tests.support.ocireg import oci_registry
+
+    with oci_registry(tmp_path / "mtls", oci_ca, mtls=True, name="mtls") as reg:  # type: ignore[arg-type]
+        _roundtrip(reg)
+        with pytest.raises(TrustloadError) as info:
+            _repo(reg, client_cert=None, client_key=None, retries=0).probe()
+        assert info.value.code is ReasonCode.AUTH_FAILED
