@@ -166,7 +166,7 @@ def cli_bench(reg: object, tmp: Path, digest: str, pub: Path, layer: Descriptor,
                 print(f"failed: {cmd[:4]}: {done.stderr[-500:]}")
                 return
     t, c, p = median_ms(ours), median_ms(floor), median_ms(python_start)
-    print(f"CLI: trustload verify-image {t:.0f} ms; curl (4 requests) {c:.0f} ms; python {p:.0f} ms")
+    print(f"CLI: trustload verify-image {t:.0f} ms; curl (4 requests) {c:.0f} ms; python {p:.0f}")
     print(f"CLI ratio trustload / (curl + python start-up): {t / (c + p):.2f}")
 
 
