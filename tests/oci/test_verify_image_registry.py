@@ -65,7 +65,7 @@ def test_verify_image_permits_signed_registry_image(signed: dict[str, object]) -
     done = _cli("verify-image", str(signed["ref"]), "--key", str(signed["pub"]),
                 "--config", str(signed["config"]), "--json")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["permitted"] is True
+    assert json.loads(done.stdout)["decision"] == "permit"
 
 
 def test_verify_image_denies_unsigned_and_wrong_key(signed: dict[str, object]) -> None:
