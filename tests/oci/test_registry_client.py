@@ -110,11 +110,14 @@ def test_missing_manifest_is_not_found(ocireg: RunningOciRegistry) -> None:
     assert info.value.code is ReasonCode.NOT_FOUND
 
 
-def test_streamed_file_upload_hashed_once(ocireg: RunningOciRegistry, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fixture", ["ocireg", "ocireg_token"])
+def test_streamed_file_upload_hashed_once(
+    fixture: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     data = bytes(range(256)) * 12_000  # ~3 MiB, several upload chunks
     path = tmp_path / "weights.bin"
     path.write_bytes(data)
-    repo = _repo(ocireg)
+    repo = _repo(request.getfixturevalue(fixture))
     desc = repo.push_file(path)
     assert desc.digest == "sha256:" + hashlib.sha256(data).hexdigest() and desc.size == len(data)
     assert repo.blob_exists(desc.digest)
@@ -160,3 +163,32 @@ def test_mtls_registry(tmp_path: Path, oci_ca: object) -> None:
         with pytest.raises(TrustloadError) as info:
             _repo(reg, client_cert=None, client_key=None, retries=0).probe()
         assert info.value.code is ReasonCode.AUTH_FAILED
+
+
+def test_bounded_retries_on_503(tmp_path: Path, oci_ca: object) -> None:
+    """GETs are retried (bounded) on 503; a registry that stays 503 is REGISTRY_UNAVAILABLE."""
+    from tests.client.pki import CA
+    from tests.client.tlsserver import Handler, TLSServer
+    from trustload.config import OciRegistryConfig
+
+    assert isinstance(oci_ca, CA)
+    ident = oci_ca.issue("flaky", server=True)
+    answers = [503, 503, 200]
+
+    def flaky(h: Handler) -> None:
+        status = answers.pop(0) if answers else 503
+        h.send_response(status)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    with TLSServer(ident.cert, ident.key, None, [(r"/v2/", flaky)]) as srv:
+        host = f"127.0.0.1:{srv.port}"
+        cfg = OciConfig(registries=[OciRegistryConfig(host=host, ca=oci_ca.pem, retries=2)])
+        slept: list[float] = []
+        repo = RegistryRepository(OciTransport(cfg, sleep=slept.append), host, "x")
+        repo.probe()  # two 503s, then 200
+        assert len(slept) == 2
+        with pytest.raises(TrustloadError) as info:
+            repo.probe()  # 503 three times: gives up after retries + 1 attempts
+        assert info.value.code is ReasonCode.REGISTRY_UNAVAILABLE
+        assert len(srv.requests) == 6

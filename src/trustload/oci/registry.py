@@ -286,7 +286,8 @@ class RegistryRepository:
         size = 0
 
         def stream() -> Iterable[bytes]:
-            nonlocal size
+            nonlocal hasher, size
+            hasher, size = hashlib.sha256(), 0  # a body re-sent after a 401 starts over
             with path.open("rb") as fh:
                 while chunk := fh.read(UPLOAD_CHUNK):
                     hasher.update(chunk)
