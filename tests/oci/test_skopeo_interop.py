@@ -1,8 +1,13 @@
 """skopeo (containers/image, an independent implementation) against our writers and reader.
 
-* ``skopeo copy`` with sigstore attachments mirrors the image and its signatures to a
-  second registry; our client reads the mirror back, digest-checked, and the signature
-  layers are byte-identical.
+* ``skopeo copy`` with sigstore attachments (``use-sigstore-attachments``) mirrors the
+  image and its signatures to a second registry; our client reads the mirror back,
+  digest-checked: signature layers and their annotations are byte-identical, while the
+  ``.sig`` manifest itself is re-encoded by containers/image (so a verifier must never
+  pin the ``.sig`` manifest's digest). Copying the ``.sig`` tag as an image with
+  ``--preserve-digests`` keeps its exact bytes.
+* Debian's skopeo 1.9.3 is built without sigstore *verification* ("Debian-local change:
+  sigstore disabled"), so it cannot serve as an independent verifier here.
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ def test_skopeo_verifies_and_mirrors_our_cosign_signature(
         their_layers = json.loads(theirs.raw)["layers"]
         our_layers = json.loads(ours.raw)["layers"]
         assert their_layers == our_layers  # descriptors and annotations preserved
+        # containers/image re-writes the .sig manifest and config in its own encoding
+        # (field order, no history): the manifest differs, the signatures do not.
+        assert theirs.raw != ours.raw and theirs.digest != ours.digest
         for layer in their_layers:
             desc = Descriptor(layer["mediaType"], layer["digest"], layer["size"])
             assert mirror.blob(desc, 4096) == repo.blob(desc, 4096)  # digest-checked both sides
