@@ -192,3 +192,20 @@ def test_bounded_retries_on_503(tmp_path: Path, oci_ca: object) -> None:
             repo.probe()  # 503 three times: gives up after retries + 1 attempts
         assert info.value.code is ReasonCode.REGISTRY_UNAVAILABLE
         assert len(srv.requests) == 6
+
+
+def test_basic_credentials_sent_for_every_scope_after_one_challenge(
+    ocireg_basic: RunningOciRegistry,
+) -> None:
+    repo = _repo(ocireg_basic)
+    repo.probe()  # 401, then Basic
+    sent = repo.transport.requests_sent
+    assert repo.tagged_manifest("absent") is None  # another scope: no second challenge
+    assert repo.transport.requests_sent == sent + 1
+
+
+def test_repository_name_is_checked(ocireg: RunningOciRegistry) -> None:
+    from trustload.errors import UsageError
+
+    with pytest.raises(UsageError):
+        _repo(ocireg, "../../v2/other")

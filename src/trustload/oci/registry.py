@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import quote, urljoin
 
 from trustload.config import OciConfig, load_oci_config
 from trustload.decision import ReasonCode
-from trustload.errors import FormatError, RegistryError
+from trustload.errors import FormatError, RegistryError, UsageError
 from trustload.oci.reader import MAX_MANIFEST_BYTES, MAX_REFERRERS, Descriptor, Manifest
 from trustload.oci.reference import DIGEST_RE, RegistryRef
 from trustload.oci.transport import OciTransport
@@ -37,6 +38,8 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 UPLOAD_CHUNK = 1024 * 1024
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 def referrers_tag(digest: str) -> str:
@@ -107,6 +110,8 @@ class RegistryRepository:
 
     def __init__(self, transport: OciTransport, host: str, repository: str) -> None:
         transport.entry(host)  # REGISTRY_NOT_ALLOWED before anything else
+        if _REPOSITORY.fullmatch(repository) is None:  # never a path of our choosing
+            raise UsageError(f"{repository[:200]!r} is not an OCI repository name")
         self.transport = transport
         self.host = host
         self.repository = repository

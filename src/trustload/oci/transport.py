@@ -219,10 +219,12 @@ class OciTransport:
     ) -> httpx.Response:
         """Send, answering at most one authentication challenge (a loop is AUTH_FAILED)."""
         key = (normalise_host(host), scope)
+        basic = (key[0], "*")  # Basic credentials hold for every scope of the host
         for round_ in range(2):
             hdrs = dict(headers or {})
-            if key in self._authorization:
-                hdrs["Authorization"] = self._authorization[key]
+            known = self._authorization.get(key) or self._authorization.get(basic)
+            if known is not None:
+                hdrs["Authorization"] = known
             response = self._send_following(method, host, url, hdrs, body)
             if response.status_code != 401:
                 return response
@@ -230,11 +232,13 @@ class OciTransport:
             response.close()
             if round_:
                 self._authorization.pop(key, None)
+                self._authorization.pop(basic, None)
                 raise RegistryError(
                     ReasonCode.AUTH_FAILED,
                     f"registry {key[0]} refused our credentials for {scope or 'the API'}",
                 )
-            self._authorization[key] = self._answer(host, challenge, scope)
+            answer = self._answer(host, challenge, scope)
+            self._authorization[basic if answer.startswith("Basic ") else key] = answer
         raise AssertionError("unreachable")
 
     def _credentials(self, host: str) -> Credentials | None:
