@@ -150,8 +150,10 @@ def test_referrers_fallback_tag_schema(ocireg: RunningOciRegistry) -> None:
     repo.push_manifest(
         index, "application/vnd.oci.image.index.v1+json", "sha256-" + image.digest[7:]
     )
+    sent = repo.transport.requests_sent
     found = repo.referrers(image.digest)
     assert [d.artifact_type for d in found] == ["application/vnd.dev.sigstore.bundle.v0.3+json"]
+    assert repo.transport.requests_sent == sent + 1  # the API's 404 was remembered
 
 
 def test_mtls_registry(tmp_path: Path, oci_ca: object) -> None:

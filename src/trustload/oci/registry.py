@@ -228,6 +228,9 @@ class RegistryRepository:
     def referrers(self, digest: str) -> list[Descriptor]:
         """OCI 1.1 referrers API; on a registry without it, the ``sha256-<hex>`` tag."""
         _check_digest(digest)
+        host = self.transport.entry(self.host).host
+        if host in self.transport.no_referrers_api:
+            return self._referrers_by_tag(digest)
         url = self._path("referrers", digest)
         with self.transport.open(
             "GET",
@@ -242,11 +245,15 @@ class RegistryRepository:
             ) in (OCI_INDEX, "application/json")
             raw = self.transport.read(response, MAX_MANIFEST_BYTES, url) if supported else b""
         if not supported:
-            index = self.tagged_manifest(referrers_tag(digest))
-            if index is None:
-                return []
-            raw = index.raw
+            self.transport.no_referrers_api.add(host)  # for this process: go to the tag
+            return self._referrers_by_tag(digest)
         return parse_descriptors(raw, what=f"referrers of {digest}")
+
+    def _referrers_by_tag(self, digest: str) -> list[Descriptor]:
+        index = self.tagged_manifest(referrers_tag(digest))
+        if index is None:
+            return []
+        return parse_descriptors(index.raw, what=f"referrers tag of {digest}")
 
     # ----------------------------------------------------------------- writing
     def blob_exists(self, digest: str) -> bool:

@@ -83,6 +83,8 @@ class OciTransport:
         self._authorization: dict[tuple[str, str], str] = {}
         self._answered: set[str] = set()  # hosts that answered: their TLS accepted us
         self.requests_sent = 0
+        # Hosts that answered the referrers API with 404/405/400: use the tag schema.
+        self.no_referrers_api: set[str] = set()
 
     # ------------------------------------------------------------------ plumbing
     def entry(self, host: str) -> OciRegistryConfig:
