@@ -45,7 +45,9 @@ def parse_challenge(header: str | None) -> Challenge:
     while pos < len(rest):
         m = _PARAM.match(rest, pos)
         if m is None:
-            raise RegistryError(ReasonCode.AUTH_FAILED, "malformed WWW-Authenticate challenge")
+            if not params:
+                raise RegistryError(ReasonCode.AUTH_FAILED, "malformed WWW-Authenticate challenge")
+            break  # a second challenge follows (``Bearer ..., Basic ...``): the first wins
         params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", m.group(2))
         pos = m.end()
     kind = scheme.lower()
