@@ -284,6 +284,29 @@ def test_oci_drip_feeding_registry(hostile: Hostile) -> None:
     assert_load_refused(exc, ReasonCode.REGISTRY_UNAVAILABLE)
 
 
+def test_oci_drip_fed_headers(hostile: Hostile) -> None:
+    """Status line and headers drip-fed one byte every 0.5 s, never tripping a read timeout.
+
+    Attack: OCI registry / slow retrieval
+    """
+
+    def drip_head(h: Handler) -> None:
+        head = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"p" * 10_000 + b"\r\n\r\n"
+        try:
+            for i in range(len(head)):
+                h.wfile.write(head[i : i + 1])
+                h.wfile.flush()
+                time.sleep(0.5)
+        except OSError:
+            pass
+        h.close_connection = True
+
+    hostile.route(rf"/v2/{REPO}/manifests/.*", drip_head)
+    repo = hostile.repo(read_timeout=1.0, connect_timeout=1.0)
+    exc = _refused(lambda: repo.manifest(DIGEST), 6)
+    assert_load_refused(exc, ReasonCode.REGISTRY_UNAVAILABLE)
+
+
 def test_oci_host_not_allowlisted(hostile: Hostile) -> None:
     """A reference naming a registry not in `[[oci.registries]]`: nothing is sent.
 

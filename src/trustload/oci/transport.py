@@ -41,6 +41,7 @@ from trustload.config import OciConfig, OciRegistryConfig
 from trustload.decision import ReasonCode
 from trustload.errors import RegistryError
 from trustload.oci.auth import MAX_TOKEN_ANSWER, Credentials, parse_challenge, token_from_answer
+from trustload.oci.deadline import HEAD_DEADLINE
 
 if TYPE_CHECKING:
     import httpx
@@ -109,16 +110,26 @@ class OciTransport:
     def _client(self, host: str) -> httpx.Client:
         key = normalise_host(host)
         if key not in self._clients:
+            import httpcore
             import httpx
 
+            from trustload.oci.deadline import DeadlineBackend
+
             e = self.entry(key)
+            transport = httpx.HTTPTransport(verify=self.ssl_context(key), trust_env=False)
+            # httpx exposes no network backend: the pool it would build, with ours.
+            transport._pool = httpcore.ConnectionPool(
+                ssl_context=self.ssl_context(key),
+                max_connections=8,
+                max_keepalive_connections=4,
+                keepalive_expiry=5.0,
+                network_backend=DeadlineBackend(),
+            )
             self._clients[key] = httpx.Client(
-                verify=self.ssl_context(key),
+                transport=transport,
                 trust_env=False,
                 follow_redirects=False,
-                http2=False,
                 timeout=httpx.Timeout(e.read_timeout, connect=e.connect_timeout),
-                limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
             )
         return self._clients[key]
 
@@ -306,12 +317,21 @@ class OciTransport:
                 hdrs.pop("Authorization", None)  # never hand one host's credentials to another
             client = self._client(target)
             content = body() if callable(body) else body
+            e = self.entry(target)
+            # The whole head (connect, TLS, request, status and headers) within this; a
+            # request body may take longer, a drip-fed head may not.
+            deadline = HEAD_DEADLINE.set(
+                None if content is not None and not isinstance(content, bytes)
+                else time.monotonic() + e.connect_timeout + e.read_timeout
+            )  # fmt: skip
             try:
                 request = client.build_request(method, url, headers=hdrs, content=content)
                 self.requests_sent += 1
                 response = client.send(request, stream=True)
             except Exception as exc:  # every library error is translated
                 raise translate(exc, url, certificate_accepted=target in self._answered) from exc
+            finally:
+                HEAD_DEADLINE.reset(deadline)
             self._answered.add(target)
             if response.status_code not in REDIRECT_STATUSES:
                 return response
