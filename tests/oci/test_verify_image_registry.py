@@ -118,3 +118,53 @@ def test_verify_image_unlisted_registry(signed: dict[str, object], tmp_path: Pat
                 "--config", str(empty), "--json")  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "REGISTRY_NOT_ALLOWED" in done.stdout + done.stderr
+
+
+def _push_referrer(repo: RegistryRepository, subject: str, size: int, bundle: bytes) -> str:
+    """A cosign-3 bundle referrer as @sigstore/oci writes it, plus its fallback index."""
+    bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
+    empty = repo.push_bytes(b"{}", "application/vnd.oci.empty.v1+json")
+    layer = repo.push_bytes(bundle, bundle_type)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": bundle_type,
+        "config": {"mediaType": empty.media_type, "digest": empty.digest, "size": empty.size},
+        "layers": [{"mediaType": bundle_type, "digest": layer.digest, "size": layer.size}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": subject, "size": size},
+    }).encode()  # fmt: skip
+    digest = repo.push_manifest(manifest, "application/vnd.oci.image.manifest.v1+json", "ref-a")
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": digest, "size": len(manifest), "artifactType": bundle_type}],
+    })  # fmt: skip
+
+
+def test_verify_image_bundle_referrer_and_index_for_another_subject(
+    signed: dict[str, object], tmp_path: Path
+) -> None:
+    """A cosign-3 bundle referrer permits its image; listed in another image's referrers
+    index (a lying index), it does not make that image signed."""
+    cosign_layout = pytest.importorskip("tests.support.cosign_layout")
+    from trustload.crypto.keys import load_private_key
+
+    reg = signed["reg"]
+    assert isinstance(reg, RunningOciRegistry)
+    repo = RegistryRepository(OciTransport(reg.config()), reg.host, "bundled")
+    a, b = make_image(b"bundle-signed\n"), make_image(b"not signed at all\n")
+    push_image(repo, a, "a")
+    push_image(repo, b, "b")
+    key = load_private_key(Path(str(signed["priv"])))
+    index = _push_referrer(
+        repo, a.digest, len(a.manifest), cosign_layout.message_bundle(key, a.digest)
+    )
+    index_type = "application/vnd.oci.image.index.v1+json"
+    for image in (a, b):  # the same index, under A's referrers tag and (a lie) under B's
+        repo.push_manifest(index.encode(), index_type, image.digest.replace(":", "-"))
+    verdicts = []
+    for image in (a, b):
+        done = _cli("verify-image", f"{reg.host}/bundled@{image.digest}", "--key",
+                    str(signed["pub"]), "--config", str(signed["config"]), "--json")  # fmt: skip
+        verdicts.append((done.returncode, _reasons(done)))
+    assert verdicts == [(0, []), (1, ["IMAGE_SIGNATURE_INVALID"])]
