@@ -11,7 +11,7 @@ over TLS with htpasswd Basic auth, signed with ``trustload sign-image``. Then, w
 * raw floor: httpx on one keep-alive connection, same TLS context and credentials:
   HEAD + GET of the manifest, GET of the ``.sig`` manifest, GET of the signature layer.
 
-With ``--cli`` (needs ``trustload verify-image``): the whole command as a subprocess vs
+With ``--cli`` (the default once ``trustload verify-image`` exists): the whole command as a subprocess vs
 ``curl`` doing the same four requests in one process (both pay process start-up).
 Prints medians and the ratio (target <= 1.5). Usage:
 ``python bench/image_verify.py [--rounds 200] [--cli]``.
@@ -126,7 +126,9 @@ def main() -> None:
             print(f"trustload fetch (manifest, .sig, layer, referrers): {median_ms(ours):.2f} ms")
             print(f"raw floor (HEAD+GET manifest, GET .sig, GET layer): {median_ms(floor):.2f} ms")
             print(f"ratio trustload / raw floor: {median_ms(ours) / median_ms(floor):.2f}")
-            if args.cli:
+            from importlib.util import find_spec
+
+            if args.cli or find_spec("trustload.image") is not None:  # verify-image is here
                 cli_bench(
                     reg, tmp, image.digest, pub, layer, basic, rounds=max(3, args.rounds // 40)
                 )
