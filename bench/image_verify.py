@@ -11,8 +11,9 @@ over TLS with htpasswd Basic auth, signed with ``trustload sign-image``. Then, w
 * raw floor: httpx on one keep-alive connection, same TLS context and credentials:
   HEAD + GET of the manifest, GET of the ``.sig`` manifest, GET of the signature layer.
 
-With ``--cli`` (the default once ``trustload verify-image`` exists): the whole command as a subprocess vs
-``curl`` doing the same four requests in one process (both pay process start-up).
+With ``--cli`` (the default once ``trustload verify-image`` exists): the whole command
+as a subprocess vs ``curl`` doing the same four requests in one process (both pay
+process start-up).
 Prints medians and the ratio (target <= 1.5). Usage:
 ``python bench/image_verify.py [--rounds 200] [--cli]``.
 """
