@@ -21,7 +21,12 @@ from trustload.oci.reference import RegistryRef
 from trustload.oci.registry import RegistryRepository
 from trustload.oci.transport import OciTransport
 
-VECTORS = Path("/work/shared/interop/containers-image/layouts/key-valid")
+REPO = Path(__file__).resolve().parents[2]
+_CANDIDATES = [  # beside the main checkout, or beside a worktree's parent
+    (REPO / up / "shared" / "interop" / "containers-image" / "layouts" / "key-valid").resolve()
+    for up in ("..", "../..")
+]
+VECTORS = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
