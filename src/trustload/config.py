@@ -166,10 +166,39 @@ class RegistryServiceConfig(_Strict):
     registry: RegistryClientConfig | None = None  # for `trustload token` and conformance
 
 
+class OciRegistryConfig(_Strict):
+    """One OCI registry trustload may contact (``[[oci.registries]]``, INTERFACE.md)."""
+
+    host: str  # host[:port], compared exactly (lower-cased) with a reference's host
+    ca: Path  # the only CA trusted for this host; https only, TLS >= 1.2
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    retries: int = 2
+    min_download_rate: int = 16 * 1024
+    slow_grace: float = 10.0
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v or "/" in v or "@" in v or "://" in v or any(c.isspace() for c in v):
+            raise ValueError("host must be host[:port], without scheme or path")
+        return v
+
+
+class OciConfig(_Strict):
+    registries: list[OciRegistryConfig] = Field(default_factory=list)
+
+
 class ClientFileConfig(_Strict):
     """admin.toml and gate.toml."""
 
     registry: RegistryClientConfig
+    oci: OciConfig = Field(default_factory=OciConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     publisher: dict[str, Any] = Field(default_factory=dict)
@@ -220,6 +249,24 @@ def load_client_config(path: str | Path) -> ClientFileConfig:
         # Not a usage error: the gate must deny with REGISTRY_NOT_ALLOWED (INTERFACE.md).
         pass
     return cfg
+
+
+def load_oci_config(path: str | Path) -> OciConfig:
+    """The ``[oci]`` section of any trustload config file (or of a file holding only it).
+
+    The rest of the file is left to the loader that owns it, but an unknown top-level
+    table is still refused, so ``[[oci.registry]]`` (a typo) never means "no registries".
+    """
+    p = Path(path)
+    data = _load_toml(p)
+    known = set(ClientFileConfig.model_fields) | set(RegistryServiceConfig.model_fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"config file {p}: unknown top-level keys {unknown}")
+    section = data.get("oci", {})
+    if not isinstance(section, dict):
+        raise UsageError(f"config file {p}: [oci] must be a table")
+    return _validate(OciConfig, section, p)
 
 
 def load_registry_config(path: str | Path) -> RegistryServiceConfig:

@@ -28,6 +28,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "keys",  # keys generate
     "sign",  # sign, attest
+    "image_sign",  # sign-image, attest-image
     "verify_files",  # verify-files
     "policy",  # policy digest
     "devenv",  # dev-env
