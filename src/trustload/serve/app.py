@@ -16,15 +16,13 @@ from typing import Any, Protocol
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from trustload.config import ServeConfig
 from trustload.metrics import Metrics
 from trustload.serve.active import ActiveModel
-from trustload.serve.loader import numpy_dtype, oip_datatype
-
-MAX_TENSOR_RANK = 8
+from trustload.serve.loader import oip_datatype
+from trustload.serve.oip import Limits, OipError, parse_infer_request
 
 
 class ServingState(Protocol):
@@ -33,29 +31,6 @@ class ServingState(Protocol):
     def current(self) -> ActiveModel | None: ...
 
     def live(self) -> bool: ...
-
-
-class _Tensor(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(max_length=256)
-    shape: list[int] = Field(max_length=MAX_TENSOR_RANK)
-    datatype: str = Field(max_length=16)
-    data: list[Any]
-
-
-class _RequestedOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(max_length=256)
-
-
-class InferRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = Field(default=None, max_length=256)
-    inputs: list[_Tensor] = Field(max_length=64)
-    outputs: list[_RequestedOutput] | None = None
 
 
 class _HTTPError(Exception):
@@ -85,27 +60,6 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _to_array(tensor: _Tensor, expected_dtype: str, max_elements: int) -> np.ndarray[Any, Any]:
-    if tensor.datatype != expected_dtype:
-        raise _HTTPError(
-            400, f"input {tensor.name!r} must be {expected_dtype}, got {tensor.datatype}"
-        )
-    if any(d < 0 for d in tensor.shape):
-        raise _HTTPError(400, f"input {tensor.name!r} has a negative dimension")
-    count = int(np.prod(tensor.shape)) if tensor.shape else 1
-    if count > max_elements:
-        raise _HTTPError(413, f"input {tensor.name!r} has too many elements")
-    try:
-        arr = np.asarray(tensor.data, dtype=numpy_dtype(expected_dtype))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise _HTTPError(
-            400, f"input {tensor.name!r}: data does not match {expected_dtype}"
-        ) from exc
-    if arr.size != count:
-        raise _HTTPError(400, f"input {tensor.name!r}: {arr.size} values for shape {tensor.shape}")
-    return arr.reshape(tensor.shape)
-
-
 def _metadata(active: ActiveModel) -> dict[str, Any]:
     return {
         "name": active.name,
@@ -127,8 +81,9 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
     """Build the OIP v2 app over a runtime; no heavy work at construction."""
     app = FastAPI(title="trustload serving", docs_url=None, redoc_url=None, openapi_url=None)
     slots = asyncio.Semaphore(max(1, config.max_concurrency))
-    # Every element costs at least one byte in JSON, so this is a safe upper bound.
-    max_elements = max(1, config.max_request_bytes)
+    # Every element costs at least one byte of body (JSON or binary), so a tensor with
+    # more elements than the body limit has bytes cannot be honest.
+    limits = Limits(max_elements=max(1, config.max_request_bytes))
 
     async def _infer_then_release(
         active: ActiveModel, feeds: dict[str, np.ndarray[Any, Any]]
@@ -189,20 +144,10 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
             except TimeoutError as exc:
                 raise _HTTPError(408, "request body not received in time") from exc
             try:
-                parsed = InferRequest.model_validate_json(body)
-            except ValidationError as exc:
-                raise _HTTPError(
-                    400, f"bad inference request: {exc.error_count()} problem(s)"
-                ) from exc
-            specs = {s.name: s for s in active.model.inputs}
-            feeds: dict[str, np.ndarray[Any, Any]] = {}
-            for tensor in parsed.inputs:
-                if tensor.name not in specs:
-                    raise _HTTPError(400, f"unknown input {tensor.name!r}")
-                feeds[tensor.name] = _to_array(tensor, specs[tensor.name].datatype, max_elements)
-            missing = set(specs) - set(feeds)
-            if missing:
-                raise _HTTPError(400, f"missing inputs: {sorted(missing)}")
+                parsed = parse_infer_request(body, {s.name: s for s in active.model.inputs}, limits)
+            except OipError as exc:
+                raise _HTTPError(exc.status, exc.message) from exc
+            feeds = parsed.inputs
             try:
                 await asyncio.wait_for(slots.acquire(), timeout=config.request_timeout)
             except TimeoutError as exc:

@@ -1,0 +1,196 @@
+"""Property tests of the OIP v2 request parser (`trustload.serve.oip`), the pure module the
+HTTP app delegates to: whatever the bytes, it returns a bounded request or raises OipError
+with 400/413 — never another exception, never an allocation beyond the limit."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trustload.serve.loader import TensorSpec
+from trustload.serve.oip import Limits, OipError, checked_shape, parse_infer_request
+
+SPECS = {"x": TensorSpec("x", "FP32", (-1, 2)), "flag": TensorSpec("flag", "BOOL", (-1,))}
+ONE_INPUT = {"x": SPECS["x"]}
+LIMITS = Limits(max_elements=4096)
+DATATYPES = ["FP32", "FP64", "INT64", "INT8", "UINT8", "BOOL", "BYTES", "fp32", ""]
+
+dims = st.one_of(
+    st.integers(min_value=-3, max_value=70),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**31, 2**32, 2**63 - 1, 2**63, 2**64, -(2**63)]),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+)
+scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+)
+data = st.one_of(
+    st.lists(scalars, max_size=80),
+    st.lists(st.lists(scalars, max_size=4), max_size=20),
+    st.lists(st.floats(width=32, allow_nan=False), max_size=80),
+)
+tensors = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["x", "flag", "y"]),
+        "shape": st.lists(dims, max_size=10),
+        "datatype": st.sampled_from(DATATYPES),
+    },
+    optional={"data": data, "parameters": st.dictionaries(st.text(max_size=4), scalars)},
+)
+requests = st.fixed_dictionaries(
+    {"inputs": st.lists(tensors, max_size=3)},
+    optional={
+        "id": st.one_of(st.text(max_size=5), st.integers()),
+        "outputs": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5)}), max_size=2),
+    },
+)
+
+
+@st.composite
+def near_valid(draw: st.DrawFn) -> dict[str, Any]:
+    """Both inputs with the right names and types, shapes mostly small and honest, so the
+    deep paths (counts, data conversion, reshape) are reached; one field may be hostile."""
+    rows = draw(st.integers(min_value=0, max_value=6))
+    x_shape: list[Any] = [rows, 2]
+    flag_shape: list[Any] = [rows]
+    x_data: Any = draw(
+        st.lists(st.floats(width=32, allow_nan=False), min_size=2 * rows, max_size=2 * rows)
+    )
+    flag_data: Any = draw(st.lists(st.booleans(), min_size=rows, max_size=rows))
+    hostile = draw(st.sampled_from(["none", "x_shape", "flag_shape", "x_data", "flag_data"]))
+    if hostile == "x_shape":
+        x_shape[draw(st.integers(0, 1))] = draw(dims)
+    elif hostile == "flag_shape":
+        flag_shape = draw(st.lists(dims, max_size=3))
+    elif hostile == "x_data":
+        x_data = draw(data)
+    elif hostile == "flag_data":
+        flag_data = draw(data)
+    return {
+        "inputs": [
+            {"name": "x", "shape": x_shape, "datatype": "FP32", "data": x_data},
+            {"name": "flag", "shape": flag_shape, "datatype": "BOOL", "data": flag_data},
+        ]
+    }
+
+
+def _parse(body: bytes, specs: dict[str, TensorSpec] = SPECS) -> Any:
+    """Run the parser under tracemalloc; return (result or OipError, peak bytes allocated)."""
+    tracemalloc.start()
+    try:
+        try:
+            result: Any = parse_infer_request(body, specs, LIMITS)
+        except OipError as exc:
+            result = exc
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def _check_bounded(body: bytes, result: Any, peak: int) -> None:
+    # Python objects for the parsed JSON plus one array: a small multiple of the body.
+    assert peak <= 64 * len(body) + 256 * 1024, (peak, len(body))
+    if isinstance(result, OipError):
+        assert result.status in (400, 413), result.status
+        assert result.message
+        return
+    for name, arr in result.inputs.items():
+        spec = SPECS[name]
+        assert arr.dtype == np.dtype({"FP32": np.float32, "BOOL": np.bool_}[spec.datatype])
+        assert arr.size <= LIMITS.max_elements
+        assert arr.ndim <= LIMITS.max_rank
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(requests, near_valid()))
+def test_structured_hostile_requests_are_bounded(doc: dict[str, Any]) -> None:
+    body = json.dumps(doc).encode()
+    result, peak = _parse(body)
+    _check_bounded(body, result, peak)
+    if not isinstance(result, OipError):
+        # Accepted: every shape was valid in Python integers and matched the data given.
+        for tensor in doc["inputs"]:
+            shape, count = checked_shape(tensor["name"], tensor["shape"], LIMITS)
+            assert result.inputs[tensor["name"]].shape == shape
+            assert result.inputs[tensor["name"]].size == count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape(body: bytes) -> None:
+    result, peak = _parse(body)
+    assert isinstance(result, OipError)
+    _check_bounded(body, result, peak)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**64), min_size=1, max_size=8),
+    st.integers(min_value=1, max_value=10**6),
+)
+def test_shape_check_matches_exact_integer_arithmetic(shape: list[int], limit: int) -> None:
+    limits = Limits(max_elements=limit)
+    exact = 1
+    for d in shape:
+        exact *= d
+    try:
+        dims, count = checked_shape("x", shape, limits)
+    except OipError as exc:
+        assert exc.status == 413
+        assert exact > limit or max(shape) > limit
+    else:
+        assert count == exact <= limit and dims == tuple(shape)
+
+
+@pytest.mark.parametrize(
+    "shape,data,status",
+    [
+        ([2**63 - 1, 2**63 - 1], [1.0], 413),  # int64 product wraps to 1
+        ([2**32, 2**32], [], 413),  # wraps to 0
+        ([0, 2**64], [], 413),  # product 0, dimension beyond int64
+        ([-1, -2], [1.0, 2.0], 400),  # negative dims with a positive product
+        ([4, 2], [1.0, 2.0], 400),  # fewer values than declared
+        ([1, 2], [1.0, 2.0, 3.0], 400),  # more values than declared
+        ([1, 2], [[1.0], [2.0, 3.0]], 400),  # ragged
+        ([1, 2], ["1.5", "2"], 400),  # strings are not numbers
+        ([1, 2], [True, False], 400),  # booleans are not FP32
+        ([1, 2], [2**70, 1], 400),  # beyond any numpy integer
+        ([1, 2.0], [1.0, 2.0], 400),  # a float dimension
+        ([1, True], [1.0], 400),  # a boolean dimension
+        ([1] * 9, [1.0], 400),  # rank beyond the limit
+        ([2049, 2], [0.0] * 4098, 413),  # more elements than the limit
+    ],
+)
+def test_hostile_shapes_and_data(shape: list[Any], data: list[Any], status: int) -> None:
+    body = json.dumps({"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": data}]})
+    with pytest.raises(OipError) as err:
+        parse_infer_request(body.encode(), ONE_INPUT, LIMITS)
+    assert err.value.status == status, err.value.message
+
+
+def test_honest_request_parses_nested_and_flat() -> None:
+    for data in ([1, 2.5, -3, 4], [[1, 2.5], [-3, 4]]):
+        body = json.dumps(
+            {
+                "id": "r",
+                "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": data}],
+            }
+        )
+        req = parse_infer_request(body.encode(), ONE_INPUT, LIMITS)
+        assert req.id == "r" and req.outputs is None
+        assert req.inputs["x"].dtype == np.float32
+        assert req.inputs["x"].tolist() == [[1.0, 2.5], [-3.0, 4.0]]
