@@ -5,6 +5,7 @@ never leave a traceback in the server's log."""
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,14 +47,16 @@ def _post_json(serving: Serving, shape: list[Any], data: list[Any]) -> tuple[htt
 
 def _post_binary(
     serving: Serving, header: dict[str, Any], blob: bytes, length: str
-) -> httpx.Response:
+) -> tuple[httpx.Response, str]:
     head = json.dumps(header).encode()
+    mark = len(serving.stderr())
     with serving.http() as http:
-        return http.post(
+        res = http.post(
             "/v2/models/risk/infer",
             content=head + blob,
             headers={"Inference-Header-Content-Length": length},
         )
+    return res, serving.stderr()[mark:]
 
 
 def test_serving_shape_product_wraps_int64(serving: Serving) -> None:
@@ -98,6 +101,85 @@ def test_serving_data_length_differs_from_shape(serving: Serving) -> None:
     Attack: serving / tensor length mismatch
     """
     res, log = _post_json(serving, [4, 2], [1.0, 2.0])
+    assert_http_refused(res, 400, log=log)
+
+
+def test_serving_binary_header_longer_than_body(serving: Serving) -> None:
+    """`Inference-Header-Content-Length` claims more bytes than the whole body holds.
+
+    Attack: serving / lying binary header
+    """
+    header = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [1, 2],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 8},
+            }
+        ]
+    }
+    blob = struct.pack("<2f", 1.0, 2.0)
+    res, log = _post_binary(serving, header, blob, str(10**9))
+    assert_http_refused(res, 400, log=log)
+
+
+def test_serving_binary_size_beyond_body(serving: Serving) -> None:
+    """`binary_data_size` of 2^62 bytes for an input whose shape is huge too, with 8 real bytes.
+
+    Attack: serving / lying binary header
+    """
+    header = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [2**30, 2**30],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 2**62},
+            }
+        ]
+    }
+    head_len = len(json.dumps(header).encode())
+    res, log = _post_binary(serving, header, b"\0" * 8, str(head_len))
+    assert_http_refused(res, 413, log=log)
+
+
+def test_serving_binary_sizes_do_not_sum_to_body(serving: Serving) -> None:
+    """`binary_data_size` covers half of the binary data sent; the rest would be read as nothing.
+
+    Attack: serving / lying binary header
+    """
+    header = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [1, 2],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 8},
+            }
+        ]
+    }
+    head_len = len(json.dumps(header).encode())
+    res, log = _post_binary(serving, header, struct.pack("<4f", 1, 2, 3, 4), str(head_len))
+    assert_http_refused(res, 400, log=log)
+
+
+def test_serving_binary_negative_header_length(serving: Serving) -> None:
+    """A negative `Inference-Header-Content-Length` (a slice from the end, if trusted).
+
+    Attack: serving / lying binary header
+    """
+    header = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [1, 2],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 8},
+            }
+        ]
+    }
+    res, log = _post_binary(serving, header, struct.pack("<2f", 1, 2), "-8")
     assert_http_refused(res, 400, log=log)
 
 
