@@ -13,27 +13,15 @@ import httpx
 import pytest
 
 from tests.attacks.helpers import assert_http_refused
-from tests.serve.harness import Serving, configure_gate, publish_signed, run_serve
-from tests.support.registry import make_test_env, start_registry
+from tests.serve.harness import Serving, serving_one_model
 
 BIG = 2**63 - 1
 
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
-    env = make_test_env(tmp_path_factory.mktemp("serving") / "env")
-    try:
-        with start_registry(env) as reg:
-            publish_signed(reg, "risk", "1", [1.0, -1.0], 0.0)
-            configure_gate(env.gate_config)
-            started = run_serve(env.gate_config, "risk@production")
-            assert isinstance(started, Serving), started
-            try:
-                yield started
-            finally:
-                started.stop()
-    finally:
-        env.close()
+    with serving_one_model(tmp_path_factory.mktemp("serving")) as started:
+        yield started
 
 
 def _post_json(serving: Serving, shape: list[Any], data: list[Any]) -> tuple[httpx.Response, str]:
@@ -46,15 +34,23 @@ def _post_json(serving: Serving, shape: list[Any], data: list[Any]) -> tuple[htt
 
 
 def _post_binary(
-    serving: Serving, header: dict[str, Any], blob: bytes, length: str
+    serving: Serving,
+    blob: bytes,
+    *,
+    size: int,
+    shape: tuple[int, ...] = (1, 2),
+    header_length: str | None = None,
 ) -> tuple[httpx.Response, str]:
-    head = json.dumps(header).encode()
+    """One binary-extension request for input x; ``header_length`` defaults to the truth."""
+    params = {"binary_data_size": size}
+    tensor = {"name": "x", "shape": list(shape), "datatype": "FP32", "parameters": params}
+    head = json.dumps({"inputs": [tensor]}).encode()
     mark = len(serving.stderr())
     with serving.http() as http:
         res = http.post(
             "/v2/models/risk/infer",
             content=head + blob,
-            headers={"Inference-Header-Content-Length": length},
+            headers={"Inference-Header-Content-Length": header_length or str(len(head))},
         )
     return res, serving.stderr()[mark:]
 
@@ -109,18 +105,8 @@ def test_serving_binary_header_longer_than_body(serving: Serving) -> None:
 
     Attack: serving / lying binary header
     """
-    header = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": [1, 2],
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": 8},
-            }
-        ]
-    }
     blob = struct.pack("<2f", 1.0, 2.0)
-    res, log = _post_binary(serving, header, blob, str(10**9))
+    res, log = _post_binary(serving, blob, size=8, header_length=str(10**9))
     assert_http_refused(res, 400, log=log)
 
 
@@ -129,18 +115,7 @@ def test_serving_binary_size_beyond_body(serving: Serving) -> None:
 
     Attack: serving / lying binary header
     """
-    header = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": [2**30, 2**30],
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": 2**62},
-            }
-        ]
-    }
-    head_len = len(json.dumps(header).encode())
-    res, log = _post_binary(serving, header, b"\0" * 8, str(head_len))
+    res, log = _post_binary(serving, b"\0" * 8, size=2**62, shape=(2**30, 2**30))
     assert_http_refused(res, 413, log=log)
 
 
@@ -149,18 +124,7 @@ def test_serving_binary_sizes_do_not_sum_to_body(serving: Serving) -> None:
 
     Attack: serving / lying binary header
     """
-    header = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": [1, 2],
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": 8},
-            }
-        ]
-    }
-    head_len = len(json.dumps(header).encode())
-    res, log = _post_binary(serving, header, struct.pack("<4f", 1, 2, 3, 4), str(head_len))
+    res, log = _post_binary(serving, struct.pack("<4f", 1, 2, 3, 4), size=8)
     assert_http_refused(res, 400, log=log)
 
 
@@ -169,17 +133,7 @@ def test_serving_binary_negative_header_length(serving: Serving) -> None:
 
     Attack: serving / lying binary header
     """
-    header = {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": [1, 2],
-                "datatype": "FP32",
-                "parameters": {"binary_data_size": 8},
-            }
-        ]
-    }
-    res, log = _post_binary(serving, header, struct.pack("<2f", 1, 2), "-8")
+    res, log = _post_binary(serving, struct.pack("<2f", 1, 2), size=8, header_length="-8")
     assert_http_refused(res, 400, log=log)
 
 

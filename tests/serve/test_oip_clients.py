@@ -13,16 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.registry import make_test_env, start_registry
-
-from .harness import Serving, configure_gate, publish_signed, run_serve
+from .harness import Serving, serving_one_model
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
-WEIGHTS = [1.0, -1.0]
+WEIGHTS = (1.0, -1.0)
 
 
 def _expected(x: np.ndarray) -> np.ndarray:
@@ -32,19 +30,8 @@ def _expected(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
-    env = make_test_env(tmp_path_factory.mktemp("oip-clients") / "env")
-    try:
-        with start_registry(env) as reg:
-            publish_signed(reg, "risk", "1", WEIGHTS, 0.0)
-            configure_gate(env.gate_config)
-            started = run_serve(env.gate_config, "risk@production")
-            assert isinstance(started, Serving), started
-            try:
-                yield started
-            finally:
-                started.stop()
-    finally:
-        env.close()
+    with serving_one_model(tmp_path_factory.mktemp("oip-clients"), weights=WEIGHTS) as started:
+        yield started
 
 
 @pytest.fixture

@@ -94,12 +94,14 @@ def near_valid(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def _parse(body: bytes, specs: dict[str, TensorSpec] = SPECS) -> Any:
+def _parse(
+    body: bytes, specs: dict[str, TensorSpec] = SPECS, header_length: str | None = None
+) -> Any:
     """Run the parser under tracemalloc; return (result or OipError, peak bytes allocated)."""
     tracemalloc.start()
     try:
         try:
-            result: Any = parse_infer_request(body, specs, LIMITS)
+            result: Any = parse_infer_request(body, specs, LIMITS, header_length=header_length)
         except OipError as exc:
             result = exc
         _, peak = tracemalloc.get_traced_memory()
@@ -325,22 +327,9 @@ def test_binary_round_trip_or_refusal(
         assert req.binary_output is True
         return
     body = body + junk if junk else body[: len(body) // 2]
-    result, peak = _parse_binary(body, None if header is None else str(header))
+    result, peak = _parse(body, header_length=None if header is None else str(header))
     assert isinstance(result, OipError) or header is not None
     _check_bounded(body, result, peak)
-
-
-def _parse_binary(body: bytes, header: str | None) -> Any:
-    tracemalloc.start()
-    try:
-        try:
-            result: Any = parse_infer_request(body, SPECS, LIMITS, header_length=header)
-        except OipError as exc:
-            result = exc
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak
 
 
 @settings(max_examples=100, deadline=None)
