@@ -262,14 +262,18 @@ def release(reg: RunningRegistry, name: str, version: str) -> None:
 
 @contextlib.contextmanager
 def serving_one_model(
-    root: Path, name: str = "risk", weights: tuple[float, ...] = (1.0, -1.0)
+    root: Path,
+    name: str = "risk",
+    weights: tuple[float, ...] = (1.0, -1.0),
+    data: bytes | None = None,
 ) -> Iterator[Serving]:
-    """A fresh Registry with one signed, approved ONNX scorer (version 1, alias production)
-    and a `trustload serve` process serving it; both stopped on exit."""
+    """A fresh Registry with one signed, approved ONNX model (version 1, alias production:
+    the linear scorer over ``weights``, or ``data``) and a `trustload serve` process
+    serving it; both stopped on exit."""
     env = make_test_env(root / "env")
     try:
         with start_registry(env) as reg:
-            publish_signed(reg, name, "1", list(weights), 0.0)
+            publish_signed(reg, name, "1", list(weights), 0.0, data=data)
             configure_gate(env.gate_config)
             started = run_serve(env.gate_config, f"{name}@production")
             assert isinstance(started, Serving), started

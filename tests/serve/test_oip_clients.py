@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from .harness import Serving, serving_one_model
+from .onnx_models import string_echo
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -112,6 +113,34 @@ def test_tritonclient_wrong_version_and_unsupported_extensions(triton) -> None: 
     with pytest.raises(InferenceServerException) as err:
         triton.load_model("risk")
     assert err.value.status() == "404" and "model_repository" in err.value.message()
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    root = tmp_path_factory.mktemp("oip-echo")
+    with serving_one_model(root, name="echo", data=string_echo()) as started:
+        client = httpclient.InferenceServerClient(started.url.removeprefix("http://"))
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_bytes_tensors(echo, binary: bool) -> None:  # type: ignore[no-untyped-def]
+    """BYTES in and out: 4-byte length-prefixed elements in binary mode, strings in JSON."""
+    values = ["a", "straße", "", "x" * 300]
+    meta = echo.get_model_metadata("echo")
+    assert meta["inputs"] == [{"name": "s", "datatype": "BYTES", "shape": [-1]}]
+    inp = httpclient.InferInput("s", [len(values)], "BYTES")
+    inp.set_data_from_numpy(np.asarray([v.encode() for v in values], dtype=object), binary)
+    out = [httpclient.InferRequestedOutput("echo", binary_data=binary)]
+    result = echo.infer("echo", [inp], outputs=out)
+    doc = result.get_response()["outputs"][0]
+    assert doc["datatype"] == "BYTES" and doc["shape"] == [len(values)]
+    assert ("parameters" in doc) is binary
+    got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("echo")]
+    assert got == values
 
 
 KSERVE_CLIENT = r"""
