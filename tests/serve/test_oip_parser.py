@@ -285,3 +285,19 @@ def test_responses_decode_with_tritonclient(shape: list[int], dtype: str, binary
     np.testing.assert_array_equal(result.as_numpy("y"), arr)
     assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("t")] == list(text)
     assert (length is not None) is binary
+
+
+def test_deep_nesting_and_repeated_outputs_are_400() -> None:
+    deep = "[" * 5000 + "1" + "]" * 5000
+    head = '{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": '
+    body = head + deep + "}]}"
+    with pytest.raises(OipError) as err:
+        parse_infer_request(body.encode(), ONE_INPUT, LIMITS)
+    assert err.value.status == 400
+    doc = {
+        "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}],
+        "outputs": [{"name": "score"}] * 2,  # each copy would cost a full encoding
+    }
+    with pytest.raises(OipError) as err:
+        parse_infer_request(json.dumps(doc).encode(), ONE_INPUT, LIMITS)
+    assert err.value.status == 400 and "twice" in err.value.message

@@ -294,8 +294,10 @@ def parse_infer_request(
         raise OipError(400, f"missing inputs: {sorted(missing)}")
     outputs: tuple[RequestedOutput, ...] | None = None
     if request.outputs:
-        picked = []
+        picked: list[RequestedOutput] = []
         for out in request.outputs:
+            if any(p.name == out.name for p in picked):  # no amplification by repetition
+                raise OipError(400, f"output {out.name!r} requested twice")
             if "classification" in (out.parameters or {}):
                 raise OipError(400, "the classification extension is not supported")
             picked.append(RequestedOutput(out.name, _flag(out.parameters, "binary_data", out.name)))
