@@ -4,14 +4,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# kserve 0.21 would downgrade protobuf and add ~40 packages to .venv: it gets its own venv,
+# used by tests/serve/test_oip_clients.py (InferenceRESTClient) and bench/serve.py (baseline).
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
 
-.PHONY: demo test test-postgres lint bench clean
+.PHONY: demo test test-postgres lint bench clean kserve-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+$(KSERVE_STAMP):
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q 'kserve==0.21.0' 'onnxruntime>=1.18,<2' numpy
+	touch $(KSERVE_STAMP)
+
+kserve-venv: $(KSERVE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m trustload.demo
@@ -32,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hash_verify.py
 	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/serve.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .mypy_cache .ruff_cache

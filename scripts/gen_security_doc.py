@@ -5,7 +5,8 @@ Every test function named ``test_*`` whose docstring holds a line ``Attack: <cla
 one scenario: its first docstring paragraph describes it, and the reason codes it
 expects are the ``ReasonCode.X`` arguments of its ``assert_denied(...)`` /
 ``assert_load_refused(...)`` call (looked up in module-level helpers it calls when the
-test delegates). ``tests/attacks/test_security_doc.py`` fails when the committed
+test delegates); a serving-input attack asserts an HTTP status instead, the integer
+argument of its ``assert_http_refused(...)`` call, listed as ``HTTP <status>``. ``tests/attacks/test_security_doc.py`` fails when the committed
 document differs from what this script prints, so the table cannot drift from what is
 tested.
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
 DOC = ROOT / "docs" / "security.md"
 ASSERTIONS = frozenset({"assert_denied", "assert_load_refused"})
+HTTP_ASSERTION = "assert_http_refused"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ def _codes_in(
                     and arg.value.id == "ReasonCode"
                 ):
                     codes.append(arg.attr)
+        elif name == HTTP_ASSERTION:
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and type(arg.value) is int:
+                    codes.append(f"HTTP {arg.value}")
         elif name in helpers and name != fn.name:
             called.append(name)
     if not codes and depth < 2:
@@ -115,7 +121,9 @@ hashes to `<hex>`; resumable downloads live under `.<hex>.partial`) and that not
 handed to the loader. The attacker is, depending on the row, a man-in-the-middle that holds
 a certificate the gate trusts (a compromised front-end or mirror: `tests/attacks/hostile.py`),
 someone with write access to the Registry's blob store or to the gate's cache, a publisher
-without the release key, or a workload with the wrong token.
+without the release key, or a workload with the wrong token. The `serving` rows send hostile
+inference requests to a real `trustload serve` process: their code is the HTTP status the
+server must answer (`HTTP 400` / `HTTP 413`), with no traceback in its log.
 
 The table is generated from the tests themselves (`scripts/gen_security_doc.py` reads them
 with `ast`: the docstring's first paragraph, its `Attack:` line, and the `ReasonCode`

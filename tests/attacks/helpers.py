@@ -265,3 +265,12 @@ def hours_ago(hours: float) -> str:
 
 def cache_path(gate: Gate, digest: str) -> Path:
     return BlobCache(gate.cache_dir).path_for(digest)
+
+
+def assert_http_refused(response: Any, status: int, *, log: str) -> None:
+    """An inference request refused with exactly ``status`` and an ``{"error": ...}`` body,
+    and nothing in the server's log that shows an exception escaped (no traceback)."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str), body
+    assert "Traceback" not in log, log[-4000:]

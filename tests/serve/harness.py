@@ -3,6 +3,7 @@ flows: publish genuinely signed ONNX models, govern them, start/stop the runtime
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,14 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.registry import RunningRegistry, publish_bytes
+from tests.support.registry import RunningRegistry, make_test_env, publish_bytes, start_registry
 
 from .onnx_models import linear_scorer
 
@@ -257,3 +258,28 @@ def release(reg: RunningRegistry, name: str, version: str) -> None:
     with reg.admin() as admin:
         r = admin.post(f"/v1/models/{name}/versions/{version}/release", json={})
         assert r.status_code == 200, r.text
+
+
+@contextlib.contextmanager
+def serving_one_model(
+    root: Path,
+    name: str = "risk",
+    weights: tuple[float, ...] = (1.0, -1.0),
+    data: bytes | None = None,
+) -> Iterator[Serving]:
+    """A fresh Registry with one signed, approved ONNX model (version 1, alias production:
+    the linear scorer over ``weights``, or ``data``) and a `trustload serve` process
+    serving it; both stopped on exit."""
+    env = make_test_env(root / "env")
+    try:
+        with start_registry(env) as reg:
+            publish_signed(reg, name, "1", list(weights), 0.0, data=data)
+            configure_gate(env.gate_config)
+            started = run_serve(env.gate_config, f"{name}@production")
+            assert isinstance(started, Serving), started
+            try:
+                yield started
+            finally:
+                started.stop()
+    finally:
+        env.close()

@@ -33,3 +33,20 @@ def linear_scorer(weights: list[float], bias: float) -> bytes:
 def write_model(path: Path, weights: list[float], bias: float) -> Path:
     path.write_bytes(linear_scorer(weights, bias))
     return path
+
+
+def string_echo() -> bytes:
+    """echo = Identity(s) over a [N] string tensor: a real model with BYTES input and output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["echo"])],
+        "string_echo",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["N"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -212,3 +212,139 @@ def _limits(client: TestClient, model: _BlockingModel) -> None:
         if res.status_code == 200:
             break
     assert res.status_code == 200 and res.json()["outputs"][0]["data"] == [1.0, 2.0]
+
+
+def test_server_metadata_versioned_routes_and_unsupported_extensions(
+    served: tuple[_State, TestClient, Metrics],
+) -> None:
+    state, client, _ = served
+    from trustload import __version__
+
+    meta = client.get("/v2").json()
+    assert meta == {
+        "name": "trustload",
+        "version": __version__,
+        "extensions": ["binary_tensor_data"],
+    }
+    assert client.get("/v2/models/risk/versions/1").json()["versions"] == ["1"]
+    assert client.get("/v2/models/risk/versions/2").status_code == 404
+    assert client.get("/v2/models/risk/ready").json() == {"name": "risk", "ready": True}
+    assert client.get("/v2/models/risk/versions/1/ready").status_code == 200
+    assert client.get("/v2/models/risk/versions/2/ready").status_code == 404
+    assert client.get("/v2/models/other/ready").status_code == 404
+    for method, path, ext in [
+        ("GET", "/v2/models/risk/config", "model_configuration"),
+        ("GET", "/v2/models/risk/versions/1/config", "model_configuration"),
+        ("GET", "/v2/models/risk/stats", "statistics"),
+        ("GET", "/v2/models/stats", "statistics"),
+        ("POST", "/v2/repository/index", "model_repository"),
+        ("POST", "/v2/repository/models/risk/load", "model_repository"),
+        ("POST", "/v2/repository/models/risk/unload", "model_repository"),
+        ("GET", "/v2/systemsharedmemory/status", "system_shared_memory"),
+        ("GET", "/v2/cudasharedmemory/status", "cuda_shared_memory"),
+        ("GET", "/v2/trace/setting", "trace"),
+        ("GET", "/v2/logging", "logging"),
+    ]:
+        res = client.request(method, path)
+        assert res.status_code == 404, (path, res.text)
+        assert ext in res.json()["error"] and "binary_tensor_data" in res.json()["error"]
+    # Any other unknown route or method answers the same {"error": ...} shape.
+    assert set(client.get("/nope").json()) == {"error"}
+    assert set(client.get("/v2/models/risk/infer").json()) == {"error"}
+    state.active = None
+    assert client.get("/v2/models/risk/versions/1/ready").status_code == 503
+
+
+def test_binary_request_and_response_in_process(served: tuple[_State, TestClient, Metrics]) -> None:
+    _, client, _ = served
+    import json as _json
+
+    import numpy as np
+
+    x = np.asarray([[2.0, 1.0], [float("nan"), 0.0]], dtype="<f4")
+    head = _json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2, 2],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            "outputs": [{"name": "score", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    res = client.post(
+        "/v2/models/risk/infer",
+        content=head + x.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert res.status_code == 200, res.text
+    n = int(res.headers["inference-header-content-length"])
+    assert res.headers["content-type"] == "application/octet-stream"
+    doc = _json.loads(res.content[:n])
+    assert doc["outputs"][0]["parameters"] == {"binary_data_size": 8}
+    score = np.frombuffer(res.content[n:], dtype="<f4")
+    assert abs(score[0] - 1 / (1 + math.exp(-1))) < 1e-6 and math.isnan(score[1])
+    # The same NaN in a JSON answer is written as NaN, not a 500.
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    nan = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [0, 0]}]}
+    nan_text = _json.dumps(nan).replace("[0, 0]", "[NaN, 0]")
+    res = client.post(
+        "/v2/models/risk/infer", content=nan_text, headers={"content-type": "application/json"}
+    )
+    assert res.status_code == 200 and math.isnan(_json.loads(res.text)["outputs"][0]["data"][0])
+    gz = client.post("/v2/models/risk/infer", json=body, headers={"Content-Encoding": "gzip"})
+    assert gz.status_code == 415
+    wrong = {**body, "outputs": [{"name": "nope"}]}
+    assert client.post("/v2/models/risk/infer", json=wrong).status_code == 400
+
+
+def _fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    path = write_model(tmp_path_factory.mktemp("fuzz") / "m.onnx", [1.0, -1.0], 0.0)
+    data = path.read_bytes()
+    hexd = hashlib.sha256(data).hexdigest()
+    model = load_verified(
+        ModelLayout.from_path(path), [FileEntry(path.name, hexd, len(data))], "onnx"
+    )
+    state = _State(ActiveModel(_record("sha256:" + hexd), model, {}, datetime.now(UTC)))
+    return TestClient(create_app(state, ServeConfig(max_request_bytes=8192), Metrics()))
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+    return _fuzz_app(tmp_path_factory)
+
+
+def test_hostile_requests_never_5xx(fuzz_client: TestClient) -> None:
+    """Generated JSON and binary requests (lying header lengths included) through the whole
+    app and a real ONNX model: 200 or a 4xx, never a 5xx, never an escaped exception."""
+    import json as _json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.serve.oip_strategies import near_valid, requests
+
+    blob = st.binary(max_size=64)
+    header = st.one_of(st.none(), st.integers(-3, 600).map(str), st.text(max_size=4))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(requests, near_valid()), blob, header)
+    def run(doc: dict, tail: bytes, length: str | None) -> None:
+        # The served model has the one input x.
+        doc["inputs"] = [t for t in doc["inputs"] if t.get("name") != "flag"]
+        body = _json.dumps(doc).encode() + tail
+        headers = {} if length is None else {"Inference-Header-Content-Length": length}
+        try:
+            res = fuzz_client.post("/v2/models/risk/infer", content=body, headers=headers)
+        except UnicodeEncodeError:
+            return  # httpx refuses a non-latin-1 header value before sending anything
+        assert res.status_code in (200, 400, 413), (res.status_code, res.text)
+        assert res.status_code == 200 or set(res.json()) == {"error"}
+        seen[res.status_code] = seen.get(res.status_code, 0) + 1
+
+    seen: dict[int, int] = {}
+    run()
+    assert seen.get(200) and seen.get(400), seen  # both paths were really exercised

@@ -39,3 +39,34 @@ def test_unknown_config_key_is_refused(dev_env: DevEnv) -> None:
     dev_env.gate_config.write_text(text)
     res = _serve("--config", str(dev_env.gate_config), "--model", "m@production")
     assert res.returncode == 2 and "refresh_intervall" in res.stderr
+
+
+def test_served_connections_have_tcp_nodelay() -> None:
+    """Accepted connections must not run Nagle: a response written as headers + body would
+    wait for the client's delayed ACK (~40 ms per small inference, seen in bench/serve.py)."""
+    import asyncio
+    import socket
+
+    from trustload.cli.serve import _bind
+
+    sock = _bind("127.0.0.1:0")
+
+    async def accepted_nodelay() -> int:
+        got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            got.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        try:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            value = await asyncio.wait_for(got, 5)
+            writer.close()
+            return value
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(accepted_nodelay()) != 0

@@ -1,5 +1,8 @@
 """Open Inference Protocol (KServe v2) over HTTP, plus ``/metrics`` (INTERFACE.md).
 
+Request parsing and response encoding (JSON and the binary tensor data extension) live
+in the pure module :mod:`trustload.serve.oip`; this module only moves bytes.
+
 The app never decides what to serve: it asks a :class:`ServingState` for the current
 :class:`ActiveModel` on every request and answers 503 while there is none (not
 ready). Limits are enforced here, before any model code runs: the request body is
@@ -16,15 +19,30 @@ from typing import Any, Protocol
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from trustload import __version__
 from trustload.config import ServeConfig
 from trustload.metrics import Metrics
 from trustload.serve.active import ActiveModel
-from trustload.serve.loader import numpy_dtype, oip_datatype
+from trustload.serve.oip import (
+    HEADER_LENGTH,
+    InferenceRequest,
+    Limits,
+    OipError,
+    encode_infer_response,
+    parse_infer_request,
+    select_outputs,
+)
 
-MAX_TENSOR_RANK = 8
+# Triton's names for the extensions (GET /v2); only what is implemented is listed.
+EXTENSIONS = ("binary_tensor_data",)
+_UNSUPPORTED = {
+    "config": "model_configuration",
+    "stats": "statistics",
+    "trace/setting": "trace",
+}
 
 
 class ServingState(Protocol):
@@ -33,29 +51,6 @@ class ServingState(Protocol):
     def current(self) -> ActiveModel | None: ...
 
     def live(self) -> bool: ...
-
-
-class _Tensor(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(max_length=256)
-    shape: list[int] = Field(max_length=MAX_TENSOR_RANK)
-    datatype: str = Field(max_length=16)
-    data: list[Any]
-
-
-class _RequestedOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    name: str = Field(max_length=256)
-
-
-class InferRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = Field(default=None, max_length=256)
-    inputs: list[_Tensor] = Field(max_length=64)
-    outputs: list[_RequestedOutput] | None = None
 
 
 class _HTTPError(Exception):
@@ -85,27 +80,6 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _to_array(tensor: _Tensor, expected_dtype: str, max_elements: int) -> np.ndarray[Any, Any]:
-    if tensor.datatype != expected_dtype:
-        raise _HTTPError(
-            400, f"input {tensor.name!r} must be {expected_dtype}, got {tensor.datatype}"
-        )
-    if any(d < 0 for d in tensor.shape):
-        raise _HTTPError(400, f"input {tensor.name!r} has a negative dimension")
-    count = int(np.prod(tensor.shape)) if tensor.shape else 1
-    if count > max_elements:
-        raise _HTTPError(413, f"input {tensor.name!r} has too many elements")
-    try:
-        arr = np.asarray(tensor.data, dtype=numpy_dtype(expected_dtype))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise _HTTPError(
-            400, f"input {tensor.name!r}: data does not match {expected_dtype}"
-        ) from exc
-    if arr.size != count:
-        raise _HTTPError(400, f"input {tensor.name!r}: {arr.size} values for shape {tensor.shape}")
-    return arr.reshape(tensor.shape)
-
-
 def _metadata(active: ActiveModel) -> dict[str, Any]:
     return {
         "name": active.name,
@@ -123,12 +97,55 @@ def _metadata(active: ActiveModel) -> dict[str, Any]:
     }
 
 
+def _unsupported(extension: str) -> JSONResponse:
+    return _error(
+        404,
+        f"the {extension!r} extension is not supported by trustload serve "
+        f"(GET /v2 lists the supported extensions: {', '.join(EXTENSIONS)})",
+    )
+
+
+def _served(active: ActiveModel | None, name: str, version: str | None) -> JSONResponse | None:
+    """An error answer unless ``name`` (and ``version``, when given) is what is served."""
+    if active is None:
+        return _error(503, "no verified model is loaded")
+    if name != active.name or (version is not None and version != active.version):
+        shown = f"{name!r} version {version!r}" if version is not None else repr(name)
+        return _error(404, f"model {shown} is not served here")
+    return None
+
+
+def _body_response(
+    active: ActiveModel, parsed: InferenceRequest, outputs: dict[str, np.ndarray[Any, Any]]
+) -> Response:
+    head: dict[str, Any] = {"model_name": active.name, "model_version": active.version}
+    if parsed.id is not None:
+        head["id"] = parsed.id
+    head["parameters"] = {"artifact_digest": active.artifact_digest}
+    data, header_length = encode_infer_response(head, select_outputs(parsed, outputs))
+    if header_length is None:
+        return Response(data, media_type="application/json")
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )
+
+
 def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> FastAPI:
     """Build the OIP v2 app over a runtime; no heavy work at construction."""
     app = FastAPI(title="trustload serving", docs_url=None, redoc_url=None, openapi_url=None)
     slots = asyncio.Semaphore(max(1, config.max_concurrency))
-    # Every element costs at least one byte in JSON, so this is a safe upper bound.
-    max_elements = max(1, config.max_request_bytes)
+    # Every element costs at least one byte of body (JSON or binary), so a tensor with
+    # more elements than the body limit has bytes cannot be honest.
+    limits = Limits(max_elements=max(1, config.max_request_bytes))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=headers
+        )
 
     async def _infer_then_release(
         active: ActiveModel, feeds: dict[str, np.ndarray[Any, Any]]
@@ -137,6 +154,79 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
             return await run_in_threadpool(active.model.infer, feeds)
         finally:
             slots.release()
+
+    async def _parse(request: Request, active: ActiveModel) -> InferenceRequest:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise _HTTPError(415, f"Content-Encoding {encoding!r} is not supported")
+        try:  # a client dripping its body cannot hold a connection open forever
+            body = await asyncio.wait_for(
+                _read_bounded(request, config.max_request_bytes), config.request_timeout
+            )
+        except TimeoutError as exc:
+            raise _HTTPError(408, "request body not received in time") from exc
+        try:
+            parsed = parse_infer_request(
+                body,
+                {s.name: s for s in active.model.inputs},
+                limits,
+                header_length=request.headers.get(HEADER_LENGTH),
+            )
+        except OipError as exc:
+            raise _HTTPError(exc.status, exc.message) from exc
+        known = {s.name for s in active.model.outputs}
+        for out in parsed.outputs or ():
+            if out.name not in known:
+                raise _HTTPError(400, f"unknown output {out.name!r}")
+        return parsed
+
+    async def _run(
+        active: ActiveModel, feeds: dict[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=config.request_timeout)
+        except TimeoutError as exc:
+            raise _HTTPError(503, "too many concurrent inferences") from exc
+        task = asyncio.ensure_future(_infer_then_release(active, feeds))
+        try:
+            # shield: on timeout the client gets 504 at once, while the slot stays
+            # taken until the worker thread really finishes (a strict bound).
+            return await asyncio.wait_for(asyncio.shield(task), config.request_timeout)
+        except TimeoutError as exc:
+            raise _HTTPError(504, "inference timed out") from exc
+        except Exception as exc:  # runtime library errors become a 400
+            raise _HTTPError(400, f"inference failed: {type(exc).__name__}") from exc
+
+    for suffix, extension in _UNSUPPORTED.items():
+
+        async def unsupported(name: str, version: str = "", _ext: str = extension) -> Response:
+            return _unsupported(_ext)
+
+        for path in (
+            f"/v2/models/{{name}}/{suffix}",
+            f"/v2/models/{{name}}/versions/{{version}}/{suffix}",
+        ):
+            app.add_api_route(path, unsupported, methods=["GET", "POST"])
+
+    @app.api_route("/v2/repository/{rest:path}", methods=["GET", "POST"])
+    async def repository(rest: str) -> Response:
+        return _unsupported("model_repository")
+
+    @app.api_route("/v2/models/stats", methods=["GET"])
+    async def all_stats() -> Response:
+        return _unsupported("statistics")
+
+    @app.api_route("/v2/{kind}sharedmemory/{rest:path}", methods=["GET", "POST"])
+    async def shared_memory(kind: str, rest: str) -> Response:
+        return _unsupported(f"{kind}_shared_memory")
+
+    @app.api_route("/v2/logging", methods=["GET", "POST"])
+    async def logging_ext() -> Response:
+        return _unsupported("logging")
+
+    @app.api_route("/v2/trace/setting", methods=["GET", "POST"])
+    async def trace_ext() -> Response:
+        return _unsupported("trace")
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -152,98 +242,46 @@ def create_app(state: ServingState, config: ServeConfig, metrics: Metrics) -> Fa
 
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return JSONResponse({"name": "trustload", "version": "2", "extensions": []})
+        return JSONResponse(
+            {"name": "trustload", "version": __version__, "extensions": list(EXTENSIONS)}
+        )
 
     @app.get("/v2/models/{name}")
-    async def model_metadata(name: str) -> Response:
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Response:
         active = state.current()
-        if active is None:
-            return _error(503, "no verified model is loaded")
-        if name != active.name:
-            return _error(404, f"model {name!r} is not served here")
+        refused = _served(active, name, version)
+        if refused is not None or active is None:
+            return refused or _error(503, "no verified model is loaded")
         return JSONResponse(_metadata(active))
 
     @app.get("/v2/models/{name}/ready")
-    async def model_ready(name: str) -> Response:
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
         active = state.current()
-        ok = active is not None and active.name == name
-        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+        if active is None:
+            return JSONResponse({"name": name, "ready": False}, status_code=503)
+        refused = _served(active, name, version)
+        return refused or JSONResponse({"name": name, "ready": True})
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         active = state.current()
-        if active is None:
-            metrics.inference_requests.labels(outcome="not_ready").inc()
-            return _error(503, "no verified model is loaded")
-        if name != active.name or (version is not None and version != active.version):
-            metrics.inference_requests.labels(outcome="not_found").inc()
-            return _error(
-                404, f"model {name!r} version {version or active.version} is not served here"
-            )
+        refused = _served(active, name, version)
+        if refused is not None or active is None:
+            outcome = "not_ready" if active is None else "not_found"
+            metrics.inference_requests.labels(outcome=outcome).inc()
+            return refused or _error(503, "no verified model is loaded")
         try:
-            try:  # a client dripping its body cannot hold a connection open forever
-                body = await asyncio.wait_for(
-                    _read_bounded(request, config.max_request_bytes), config.request_timeout
-                )
-            except TimeoutError as exc:
-                raise _HTTPError(408, "request body not received in time") from exc
-            try:
-                parsed = InferRequest.model_validate_json(body)
-            except ValidationError as exc:
-                raise _HTTPError(
-                    400, f"bad inference request: {exc.error_count()} problem(s)"
-                ) from exc
-            specs = {s.name: s for s in active.model.inputs}
-            feeds: dict[str, np.ndarray[Any, Any]] = {}
-            for tensor in parsed.inputs:
-                if tensor.name not in specs:
-                    raise _HTTPError(400, f"unknown input {tensor.name!r}")
-                feeds[tensor.name] = _to_array(tensor, specs[tensor.name].datatype, max_elements)
-            missing = set(specs) - set(feeds)
-            if missing:
-                raise _HTTPError(400, f"missing inputs: {sorted(missing)}")
-            try:
-                await asyncio.wait_for(slots.acquire(), timeout=config.request_timeout)
-            except TimeoutError as exc:
-                raise _HTTPError(503, "too many concurrent inferences") from exc
-            task = asyncio.ensure_future(_infer_then_release(active, feeds))
-            try:
-                # shield: on timeout the client gets 504 at once, while the slot stays
-                # taken until the worker thread really finishes (a strict bound).
-                outputs = await asyncio.wait_for(asyncio.shield(task), config.request_timeout)
-            except TimeoutError as exc:
-                raise _HTTPError(504, "inference timed out") from exc
-            except Exception as exc:  # runtime library errors become a 400
-                raise _HTTPError(400, f"inference failed: {type(exc).__name__}") from exc
-        except _HTTPError as exc:
+            parsed = await _parse(request, active)
+            outputs = await _run(active, parsed.inputs)
+            response = _body_response(active, parsed, outputs)
+        except (_HTTPError, OipError) as exc:
             metrics.inference_requests.labels(outcome=str(exc.status)).inc()
             return _error(exc.status, exc.message)
-        wanted = [o.name for o in parsed.outputs] if parsed.outputs else list(outputs)
-        out_docs = []
-        for out_name in wanted:
-            if out_name not in outputs:
-                metrics.inference_requests.labels(outcome="400").inc()
-                return _error(400, f"unknown output {out_name!r}")
-            arr = outputs[out_name]
-            out_docs.append(
-                {
-                    "name": out_name,
-                    "shape": list(arr.shape),
-                    "datatype": oip_datatype(arr),
-                    "data": arr.reshape(-1).tolist(),
-                }
-            )
         metrics.inference_requests.labels(outcome="ok").inc()
-        doc: dict[str, Any] = {
-            "model_name": active.name,
-            "model_version": active.version,
-            "outputs": out_docs,
-            "parameters": {"artifact_digest": active.artifact_digest},
-        }
-        if parsed.id is not None:
-            doc["id"] = parsed.id
-        return JSONResponse(doc)
+        return response
 
     @app.get("/metrics")
     async def prometheus() -> Response:

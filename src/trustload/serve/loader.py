@@ -175,10 +175,13 @@ class LoadedModel:
         raise LoadError(ReasonCode.POLICY_DENY, f"format {self.format!r} cannot infer")
 
     def warmup_inputs(self) -> dict[str, Array]:
-        """Zero-filled inputs of the declared shapes (dynamic dims -> 1)."""
+        """Zero-filled inputs of the declared shapes (dynamic dims -> 1; BYTES: empty strings)."""
         feeds: dict[str, Array] = {}
         for spec in self.inputs:
             shape = tuple(d if d > 0 else 1 for d in spec.shape)
+            if spec.datatype == "BYTES":
+                feeds[spec.name] = np.full(shape, "", dtype=object)
+                continue
             feeds[spec.name] = np.zeros(shape, dtype=numpy_dtype(spec.datatype))
         return feeds
 
