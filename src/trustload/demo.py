@@ -71,6 +71,9 @@ class Demo:
         self.env = root / "env"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.t0 = time.monotonic()
+        self.stack = ExitStack()
+        self.container = CONTAINER  # the serving image's digest, once one is pushed
+        self.image_ref: str | None = None
 
     # ---------------------------------------------------------------- helpers
     def step(self, title: str, text: str = "") -> None:
@@ -127,6 +130,7 @@ class Demo:
         return proc, buf.split(b"\n", 1)[0].decode().strip()
 
     def stop_all(self) -> None:
+        self.stack.close()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -194,7 +198,7 @@ class Demo:
         res = self.cli(
             "publish", str(path), "--name", MODEL, "--version", version,
             "--config", str(self.env / "admin.toml"), "--key", str(self.env / "signing.key"),
-            "--git-sha", GIT_SHA, "--container-digest", CONTAINER,
+            "--git-sha", GIT_SHA, "--container-digest", self.container,
             "--dataset-snapshot", DATASET, "--card", str(card), "--json",
         )  # fmt: skip
         record = json.loads(res.stdout)
@@ -241,6 +245,49 @@ class Demo:
         doc: dict[str, Any] = r.json()
         return doc
 
+    def serving_image(self) -> None:
+        """R2.5: push a stand-in serving image to a real OCI registry, cosign-sign it, and
+        make the gate verify it on every decision ([gate.image])."""
+        from trustload.devoci import (
+            dev_oci_registry,
+            push_serving_image,
+            registries_toml,
+            registry_binary,
+        )
+
+        binary = registry_binary(lambda line: self.console.print(f"[yellow]{line}[/]"))
+        if binary is None:
+            return
+        host = self.stack.enter_context(dev_oci_registry(binary, self.env))
+        for name in ("gate.toml", "admin.toml"):
+            path = self.env / name
+            path.write_text(path.read_text() + registries_toml(host))
+        digest = push_serving_image(self.env / "admin.toml", host, "serving")
+        self.image_ref = f"{host}/serving@{digest}"
+        self.cli("keys", "generate", str(self.env / "image-signing"))
+        self.cli(
+            "sign-image", self.image_ref, "--key", str(self.env / "image-signing.key"),
+            "--config", str(self.env / "admin.toml"),
+        )  # fmt: skip
+        res = self.cli(
+            "verify-image", self.image_ref, "--key", str(self.env / "signing.pub"),
+            "--config", str(self.env / "gate.toml"), "--json", check=False,
+        )  # fmt: skip
+        wrong = json.loads(res.stdout)
+        gate = self.env / "gate.toml"
+        gate.write_text(
+            gate.read_text() + f'\n[gate.image]\nreference = "{self.image_ref}"\n'
+            'keys = ["image-signing.pub"]\n'
+        )
+        self.container = digest
+        self.step(
+            "2b. serving image signed (cosign layout, real OCI registry)",
+            f"{self.image_ref}\nsigned by image-signing.key under sha256-<hex>.sig; "
+            "the gate now verifies it on every decision (\\[gate.image])\n"
+            f"verify-image with the model key instead: exit {res.returncode}, "
+            f"{', '.join(wrong['reasons'])}",
+        )
+
     def run(self) -> None:
         from rich.table import Table
 
@@ -260,6 +307,7 @@ class Demo:
             "2. Registry up",
             f"{url_line}\n(mTLS required, OIDC bearer tokens, SQLite + blob store)",
         )
+        self.serving_image()
 
         d1 = self.publish("1", [-0.04, 2.5, 0.9], -0.3)
         self.step(
@@ -271,6 +319,9 @@ class Demo:
         serve, line = self.spawn("serve", "--config", str(gate), "--model", f"{MODEL}@production")
         url = line.rsplit(" on ", 1)[1].split()[0]
         self.decision_table(self.audit(), "start-up gate decision")
+        for check in self.audit()[0].get("checks") or []:
+            if check["name"] == "image_signature":
+                self.console.print(f"[green]ok[/] image_signature: {check['detail']}")
         rows = [[85.0, 0.2, 0.0], [32.0, 0.65, 3.0]]
         out = self.infer(url, rows)
         table = Table(title=f"4. inference via OIP v2 ({url}) -> {MODEL} v{out['model_version']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,9 @@ def test_demo_runs_green(tmp_path: Path) -> None:
     out = res.stdout
     for expected in ("DIGEST_MISMATCH", "rollback_execute", "hash chain intact", "demo finished"):
         assert expected in out
+    if shutil.which("docker-registry"):  # R2.5: the serving image's cosign signature
+        assert "ok image_signature: sha256:" in out
+        assert "exit 1, IMAGE_SIGNATURE_INVALID" in out
     # Every process the demo started was stopped: their pids are gone.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(keep) not in ps
