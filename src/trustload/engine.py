@@ -6,6 +6,11 @@ is permit only when every built-in check passes **and** the policy permits: a po
 can add denials (``POLICY_DENY`` with its own message) but can never turn a failed
 check into a permit, because the decision is the conjunction of all check results.
 
+:func:`evaluate` is the one decision: start-up, rollback, ``verify``, ``verify-files``
+and the re-decision on refresh (``GateFacts.verified`` set: the digest and signature
+verified at load are reused, the bytes are not hashed again) all run it. The record
+checks come from the one table in :mod:`trustload.rules`.
+
 Checks that need a Registry record (stage, revocation, digest pin, policy digest,
 revalidation, tenancy, anti-downgrade) are *skipped*, not failed, when there is no
 record (``verify-files``); the signature check always runs, and the attestation
@@ -20,20 +25,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trustload.checks.digest import check_digest
-from trustload.checks.downgrade import check_downgrade
-from trustload.checks.policy_digest import check_policy_digest
-from trustload.checks.revocation import check_quarantined, check_revoked
-from trustload.checks.stage import check_stage, default_allowed_stages
-from trustload.checks.tenancy import check_purpose, check_tenant
-from trustload.checks.validity import check_revalidation
+from trustload.checks.stage import default_allowed_stages
 from trustload.decision import (
     CheckResult,
     Decision,
@@ -46,6 +45,12 @@ from trustload.decision import (
 from trustload.digests import FileEntry, ModelLayout, format_digest, manifest_digest
 from trustload.errors import UsageError
 from trustload.facts import Expectations, Requester, TrustAnchors, TrustedState, VersionRecord
+from trustload.rules import (
+    GOVERNANCE_CHECKS,
+    STANDING_CHECKS,
+    RecordFacts,
+    run_checks,
+)
 
 if TYPE_CHECKING:
     from trustload.policy import AttestationView, PolicyBundle, PolicyEngine, PolicyVerdict
@@ -326,86 +331,6 @@ class _PolicyCompiledAside:
         return self.engine().evaluate(input_doc)
 
 
-# ------------------------------------------------------------ the table of record checks
-
-
-@dataclass(frozen=True)
-class RecordFacts:
-    """What the record checks read: the Registry record and the runtime's local facts."""
-
-    record: VersionRecord
-    environment: str
-    allowed_stages: tuple[str, ...] | None  # None: the environment's default (may raise)
-    now: datetime
-    policy_digest: str | None  # digest of the bundle loaded now; None: unusable
-    claimed_policy_digest: str | None = None
-    policy_error: str | None = None
-    requester: Requester | None = None
-    trusted_state: TrustedState | None = None
-    require_change_ticket: bool = False
-
-
-def _policy_digest(f: RecordFacts) -> CheckResult:
-    if f.policy_digest is None:
-        return CheckResult.failed(
-            "policy_digest",
-            ReasonCode.POLICY_DIGEST_MISMATCH,
-            f"runtime policy bundle unusable: {f.policy_error or 'not loaded'}",
-        )
-    return check_policy_digest(f.policy_digest, f.record.policy_digest, f.claimed_policy_digest)
-
-
-RecordCheck = tuple[str, ReasonCode, Callable[[RecordFacts], CheckResult]]
-
-# R2.3 / R2.4: standing of the version itself (also what makes the gate stop early).
-STANDING_CHECKS: tuple[RecordCheck, ...] = (
-    (
-        "stage",
-        ReasonCode.STAGE_NOT_ALLOWED,
-        lambda f: check_stage(f.record.stage, f.environment, f.allowed_stages),
-    ),
-    (
-        "revoked",
-        ReasonCode.REVOKED,
-        lambda f: check_revoked(f.record.revoked, f.record.revoked_reason),
-    ),
-    (
-        "quarantined",
-        ReasonCode.QUARANTINED,
-        lambda f: check_quarantined(f.record.quarantined, f.record.quarantine_reason),
-    ),
-)
-# R2.7-R2.9, R5: the runtime's policy, the card's dates and ABAC, anti-downgrade.
-GOVERNANCE_CHECKS: tuple[RecordCheck, ...] = (
-    ("policy_digest", ReasonCode.POLICY_DIGEST_MISMATCH, _policy_digest),
-    (
-        "revalidation",
-        ReasonCode.REVALIDATION_OVERDUE,
-        lambda f: check_revalidation(f.record.card.revalidate_by, f.now),
-    ),
-    ("tenant", ReasonCode.TENANT_MISMATCH, lambda f: check_tenant(f.requester, f.record.card)),
-    (
-        "purpose",
-        ReasonCode.PURPOSE_NOT_ALLOWED,
-        lambda f: check_purpose(f.requester, f.record.card),
-    ),
-    (
-        "downgrade",
-        ReasonCode.DOWNGRADE_BLOCKED,
-        lambda f: check_downgrade(
-            f.record, f.trusted_state, require_change_ticket=f.require_change_ticket
-        ),
-    ),
-)
-# Every check that needs only the record, in decision order (no download, no hashing).
-RECORD_CHECKS: tuple[RecordCheck, ...] = STANDING_CHECKS + GOVERNANCE_CHECKS
-
-
-def run_checks(table: Sequence[RecordCheck], facts: RecordFacts) -> list[CheckResult]:
-    """Run a slice of the record-check table, each through the one fail-closed wrapper."""
-    return [timed(name, partial(fn, facts), code) for name, code, fn in table]
-
-
 def record_facts(
     facts: GateFacts, policy: PolicyLike | None, error: str | None = None
 ) -> RecordFacts:
@@ -531,7 +456,9 @@ def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
     return _Measured([*checks, sig_check], measured, signer, sig_check.ok)
 
 
-def _attestation_step(facts: GateFacts, measured: str | None) -> tuple[list[CheckResult], Any]:
+def _attestation_step(
+    facts: GateFacts, measured: str | None
+) -> tuple[list[CheckResult], list[CheckResult], Any]:
     """R2.6 / R2.8: coherence with the record, then the attestation (from bytes in memory:
     its DSSE envelope is small, so validity windows are re-judged at every decision)."""
     from trustload.checks.attestation import check_attestation
@@ -552,9 +479,8 @@ def _attestation_step(facts: GateFacts, measured: str | None) -> tuple[list[Chec
         box.append(att_facts)
         return results
 
-    return [*coherence, *checked("attestation", ReasonCode.ATTESTATION_INVALID, run)], (
-        box[0] if box else None
-    )
+    verdict = checked("attestation", ReasonCode.ATTESTATION_INVALID, run)
+    return coherence, verdict, (box[0] if box else None)
 
 
 def _policy_step(
@@ -631,10 +557,9 @@ def evaluate(facts: GateFacts, policy: PolicyLike) -> Outcome:
     att_checks: list[CheckResult] = []
     view: AttestationView | None = None
     if want:
-        att_checks, att_facts = _attestation_step(facts, measured.digest)
-        checks += att_checks
+        coherence, att_checks, att_facts = _attestation_step(facts, measured.digest)
+        checks += coherence + att_checks
         view = _attestation_view(att_facts)
-        att_checks = att_checks[1:] if record is not None else att_checks  # drop coherence
     if rfacts is not None:
         checks += run_checks(GOVERNANCE_CHECKS, rfacts)
     checks.append(_policy_step(facts, policy, checks, measured, (want, att_checks, view)))

@@ -397,7 +397,7 @@ def _run(
 ) -> GateResult:
     """R3 in order: channel and record, local facts, early denial, download and decide,
     warm-up and re-decision, then the anti-downgrade state moves forward."""
-    from trustload.engine import RECORD_CHECKS, RecordFacts, run_checks
+    from trustload.rules import RECORD_CHECKS, RecordFacts, run_checks
     from trustload.state import save_state
 
     gate = config.gate
@@ -602,7 +602,8 @@ def redecide(
     record, and this runtime trusts exactly the version it serves (anti-downgrade).
     """
     from trustload.checks.image import NAME as IMAGE_CHECK
-    from trustload.engine import RECORD_CHECKS, assemble, decide, record_facts, run_checks
+    from trustload.engine import assemble, decide, record_facts
+    from trustload.rules import RECORD_CHECKS, run_checks
 
     gate = config.gate
     moment = now if now is not None else utc_now()

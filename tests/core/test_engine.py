@@ -638,8 +638,9 @@ def test_one_fail_closed_wrapper_maps_a_crash_to_the_checks_own_code(signed, pol
     """An unexpected error inside a record check is that check's code on every path
     (the gate's early checks and the engine run the same table through one wrapper)."""
     from trustload.decision import checked, timed
-    from trustload.engine import RECORD_CHECKS, record_facts, run_checks
+    from trustload.engine import record_facts
     from trustload.errors import TrustloadError
+    from trustload.rules import RECORD_CHECKS, run_checks
 
     def boom() -> CheckResult:
         raise KeyError("surprise")

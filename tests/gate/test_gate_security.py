@@ -63,14 +63,6 @@ def card(tenant: str = "A", purposes: tuple[str, ...] = ("credit_scoring",)) -> 
     }
 
 
-@pytest.fixture
-def prod(world: World) -> World:
-    """``risk@production`` -> version 1, Approved, signed and attested."""
-    world.publish("risk", "1")
-    world.release_to_prod("risk", "1")
-    return world
-
-
 def cache_is_empty(cfg: ClientFileConfig) -> bool:
     blobs = cfg.gate.cache_dir / "blobs" / "sha256"
     return not blobs.exists() or not any(blobs.iterdir())

@@ -13,9 +13,9 @@ import pytest
 from trustload.client.api import parse_record
 from trustload.decision import ReasonCode
 from trustload.digests import FileEntry
-from trustload.engine import RECORD_CHECKS, RecordFacts, run_checks
 from trustload.errors import TrustloadError
 from trustload.facts import ModelCard, TrustedState, VersionRecord
+from trustload.rules import RECORD_CHECKS, RecordFacts, run_checks
 from trustload.serve.offline import record_document
 from trustload.state import (
     forget_healthy,

@@ -113,6 +113,18 @@ class _Memo:
         )
 
 
+def _rollback_history(record: VersionRecord, served_digest: str) -> CheckResult:
+    """Rollback: the version must still pin the artifact this runtime served (R5)."""
+    if digests_equal(record.artifact_digest, served_digest):
+        return CheckResult.passed("rollback_history", f"served before as {served_digest}")
+    return CheckResult.failed(
+        "rollback_history",
+        ReasonCode.DOWNGRADE_BLOCKED,
+        f"version {record.version} now pins {record.artifact_digest}, "
+        f"served before as {served_digest}",
+    )
+
+
 class ServingRuntime:
     """One served model reference (``name@alias`` or ``name@version``) and its lifecycle."""
 
@@ -283,39 +295,35 @@ class ServingRuntime:
         if result.decision.permitted and result.record is not None and offline is None:
             self._contact()
         if served_digest is not None and result.record is not None:
-            # Rollback: the version must still pin the artifact this runtime served.
-            same = digests_equal(result.record.artifact_digest, served_digest)
-            decision.checks.append(
-                CheckResult.passed("rollback_history", f"served before as {served_digest}")
-                if same
-                else CheckResult.failed(
-                    "rollback_history",
-                    ReasonCode.DOWNGRADE_BLOCKED,
-                    f"version {result.record.version} now pins {result.record.artifact_digest}, "
-                    f"served before as {served_digest}",
-                )
-            )
+            decision.checks.append(_rollback_history(result.record, served_digest))
         if not decision.permitted or result.record is None or result.layout is None:
             if not decision.checks:
                 decision.checks.append(
                     CheckResult.failed("gate", ReasonCode.POLICY_DENY, "gate returned no checks")
                 )
             return None, self._finish(decision, event, started)
-        record = result.record
+        loaded = self._load_and_warm(result, offline)
+        doc = self._finish(decision, event, started)
+        if loaded is None:
+            return None, doc
+        return ActiveModel(result.record, loaded, doc, utc_now(), result.held), doc
+
+    def _load_and_warm(
+        self, result: GateResult, offline: tuple[RegistryClient, str] | None
+    ) -> LoadedModel | None:
+        """Load the verified bytes, warm up, then decide again over the Registry's record;
+        every step is a check appended to the gate's decision (None: one failed)."""
+        record, layout = result.record, result.layout
+        assert record is not None and layout is not None
         files = result.files if result.files is not None else record.files
         if not files and record.kind == "file":
-            files = (FileEntry(result.layout.files[0][0], parse_digest(record.artifact_digest), 0),)
+            files = (FileEntry(layout.files[0][0], parse_digest(record.artifact_digest), 0),)
         loaded: list[LoadedModel] = []
 
         def load() -> CheckResult:
-            loaded.append(
-                load_verified(
-                    result.layout,  # type: ignore[arg-type]  # checked non-None above
-                    files,
-                    record.format or record.card.format,
-                    allow_pickle=self.config.gate.allow_pickle,
-                )
-            )
+            fmt = record.format or record.card.format
+            allow = self.config.gate.allow_pickle
+            loaded.append(load_verified(layout, files, fmt, allow_pickle=allow))
             return CheckResult.passed("load", f"{loaded[0].format} loaded from verified bytes")
 
         def warmup() -> CheckResult:
@@ -325,28 +333,9 @@ class ServingRuntime:
             return CheckResult.passed("warmup", "warm-up inference succeeded")
 
         def recheck() -> CheckResult:
-            from trustload.gate import recheck as redecided
-
             if offline is not None:
                 return CheckResult.passed("offline_start", offline[1])
-            if result.held is None:
-                return CheckResult.failed(
-                    "registry_recheck", ReasonCode.POLICY_DENY, "the gate held no verified evidence"
-                )
-            # The whole decision again over the Registry's record after warm-up.
-            check = redecided(self.config, self.client(), result.held, "registry_recheck")
-            if not check.ok:
-                return check
-            self._contact()
-            if record.alias is not None:
-                target = self.client().resolve(record.name, record.alias)
-                if target.version != record.version:
-                    return CheckResult.failed(
-                        "registry_recheck",
-                        ReasonCode.POLICY_DENY,
-                        f"alias {record.alias} moved to {target.version} during warm-up",
-                    )
-            return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
+            return self._recheck_after_load(result)
 
         steps = (
             ("load", load),
@@ -355,11 +344,35 @@ class ServingRuntime:
         )
         for name, step in steps:
             check = timed(name, step)
-            decision.checks.append(check)
+            result.decision.checks.append(check)
             if not check.ok:
-                return None, self._finish(decision, event, started)
-        doc = self._finish(decision, event, started)
-        return ActiveModel(record, loaded[0], doc, utc_now(), result.held), doc
+                return None
+        return loaded[0]
+
+    def _recheck_after_load(self, result: GateResult) -> CheckResult:
+        """R9 chaos: the whole decision again over the record after warm-up (bytes held
+        in memory, nothing re-hashed), and the alias must still point here."""
+        from trustload.gate import recheck
+
+        record = result.record
+        assert record is not None
+        if result.held is None:
+            return CheckResult.failed(
+                "registry_recheck", ReasonCode.POLICY_DENY, "the gate held no verified evidence"
+            )
+        check = recheck(self.config, self.client(), result.held, "registry_recheck")
+        if not check.ok:
+            return check
+        self._contact()
+        if record.alias is not None:
+            target = self.client().resolve(record.name, record.alias)
+            if target.version != record.version:
+                return CheckResult.failed(
+                    "registry_recheck",
+                    ReasonCode.POLICY_DENY,
+                    f"alias {record.alias} moved to {target.version} during warm-up",
+                )
+        return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
 
     def _finish(self, decision: Decision, event: Event, started: float) -> dict[str, Any]:
         if event is Event.ROLLBACK_EXECUTE:
