@@ -592,6 +592,7 @@ def redecide(
     *,
     requester: Requester | None = None,
     now: datetime | None = None,
+    offline: bool = False,
 ) -> Decision:
     """The whole decision again for a version already verified and held in memory.
 
@@ -600,6 +601,10 @@ def redecide(
     clock now (attestation window, revalidation) and the requester now. The bytes are
     not downloaded or hashed again: the digest measured at load is re-compared with the
     record, and this runtime trusts exactly the version it serves (anti-downgrade).
+
+    ``offline``: the Registry cannot be reached and ``record`` is the last one it sent.
+    Everything that does not need it (policy bundle, clock, evidence) is still decided;
+    its freshness is not (``max_staleness`` takes the model out of service for that).
     """
     from trustload.checks.image import NAME as IMAGE_CHECK
     from trustload.engine import assemble, decide, record_facts
@@ -627,7 +632,9 @@ def redecide(
         allowed_stages=_stages(gate),
         clock_skew=timedelta(seconds=gate.clock_skew),
         pre_checks=(
-            check_freshness(record, utc_now(), gate.max_staleness, gate.clock_skew),
+            CheckResult.passed("offline", "Registry unreachable: its last record, re-decided")
+            if offline
+            else check_freshness(record, utc_now(), gate.max_staleness, gate.clock_skew),
             # The serving image is this process: its signature, verified at admission,
             # cannot change while it runs (and an OCI registry call per refresh buys nothing).
             *(c for c in prior.pre_checks if c.name == IMAGE_CHECK),

@@ -23,8 +23,16 @@ from typing import Any
 import pytest
 
 from tests.attacks.helpers import Arena, card
-from tests.serve.harness import Serving, audit_events, configure_gate, run_serve, wait_until
+from tests.serve.harness import (
+    Serving,
+    audit_events,
+    configure_gate,
+    publish_signed,
+    run_serve,
+    wait_until,
+)
 from tests.serve.onnx_models import linear_scorer
+from tests.support.registry import DevEnv, RunningRegistry
 from trustload.decision import ReasonCode
 
 
@@ -35,8 +43,8 @@ def _stamp(moment: datetime) -> str:
 class Pod:
     """One serving workload: its own gate.toml, policy bundle copy, cache, state and audit."""
 
-    def __init__(self, arena: Arena, root: Path, *, refresh: float) -> None:
-        env = arena.env
+    def __init__(self, env: DevEnv, root: Path, *, refresh: float) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.policy_dir = root / "policy"
         shutil.copytree(env.policy_dir, self.policy_dir)
@@ -70,7 +78,7 @@ class Pod:
 
 @pytest.fixture
 def pod(arena: Arena, tmp_path: Path) -> Pod:
-    return Pod(arena, tmp_path, refresh=0.3)
+    return Pod(arena.env, tmp_path, refresh=0.3)
 
 
 def publish(
@@ -216,7 +224,7 @@ def test_governance_rollback_target_fails_the_full_decision_on_sighup(
 
     Attack: governance / revalidation
     """
-    pod = Pod(arena, tmp_path, refresh=600)
+    pod = Pod(arena.env, tmp_path, refresh=600)
     name = arena.name("rollback")
     due = datetime.now(UTC) + timedelta(seconds=10)
     publish(arena, name, "1", revalidate_by=due)
@@ -239,3 +247,29 @@ def test_governance_rollback_target_fails_the_full_decision_on_sighup(
     assert rollbacks and all(e["decision"] == "deny" for e in rollbacks), rollbacks
     assert "REVALIDATION_OVERDUE" in rollbacks[-1]["reasons"]
     assert any(e["event"] == "serving_not_ready" for e in events)
+
+
+def test_governance_policy_edited_while_the_registry_is_cut_off(
+    running_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """The Registry is cut off, then the pod's policy bundle is edited (freeze plus drift).
+
+    Without a Registry answer the refresh still re-decides everything that does not need
+    one, over the last record the Registry sent: the model is withdrawn at once, not only
+    when max_staleness (300 s here) runs out.
+
+    Attack: governance / policy drift
+    """
+    pod = Pod(running_registry.env, tmp_path / "pod", refresh=0.3)
+    publish_signed(running_registry, "risk", "1", [1.0, -1.0], 0.0)
+    serving = pod.serve("risk@production")
+    try:
+        assert ready(serving) == 200
+        running_registry.stop()
+        time.sleep(1.0)  # a few refreshes without the Registry: still served (fresh enough)
+        assert ready(serving) == 200
+        pod.edit_policy()
+        wait_until(lambda: ready(serving) == 503, timeout=10, what="withdrawal while offline")
+    finally:
+        assert serving.stop() == 0
+    assert_withdrawn(pod.events(), "1", ReasonCode.POLICY_DIGEST_MISMATCH)

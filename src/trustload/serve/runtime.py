@@ -549,6 +549,10 @@ class ServingRuntime:
         current = self._model
         answer = self._ask_registry(current)
         if answer is None:
+            if current is not None:
+                # No Registry answer: still re-decide what does not need one (the policy
+                # bundle on disk, the clock, the evidence), over the record it sent last.
+                self._redecide_current(current, current.record, None, offline=True)
             return
         target, standing, requester = answer
         withdrawn: str | None = None
@@ -594,7 +598,12 @@ class ServingRuntime:
         return target, standing, requester
 
     def _redecide_current(
-        self, current: ActiveModel, standing: VersionRecord, requester: Requester
+        self,
+        current: ActiveModel,
+        standing: VersionRecord,
+        requester: Requester | None,
+        *,
+        offline: bool = False,
     ) -> str | None:
         """The whole decision again for the served version (bytes held in memory, policy
         bundle and clock as they are now). A denial withdraws it at once and returns its
@@ -607,7 +616,9 @@ class ServingRuntime:
             )
             bad, codes = [check], [str(ReasonCode.POLICY_DENY)]
         else:
-            decision = redecide(self.config, current.held, standing, requester=requester)
+            decision = redecide(
+                self.config, current.held, standing, requester=requester, offline=offline
+            )
             if decision.permitted:
                 return None
             bad = [c for c in decision.checks if not c.ok]
