@@ -4,9 +4,10 @@
 Every test function named ``test_*`` whose docstring holds a line ``Attack: <class>`` is
 one scenario: its first docstring paragraph describes it, and the reason codes it
 expects are the ``ReasonCode.X`` arguments of its ``assert_denied(...)`` /
-``assert_load_refused(...)`` call (looked up in module-level helpers it calls when the
-test delegates); a serving-input attack asserts an HTTP status instead, the integer
-argument of its ``assert_http_refused(...)`` call, listed as ``HTTP <status>``. ``tests/attacks/test_security_doc.py`` fails when the committed
+``assert_withdrawn(...)`` / ``assert_load_refused(...)`` call (looked up in module-level
+helpers it calls when the test delegates); a serving-input attack asserts an HTTP status
+instead, the integer argument of its ``assert_http_refused(...)`` call, listed as
+``HTTP <status>``. ``tests/attacks/test_security_doc.py`` fails when the committed
 document differs from what this script prints, so the table cannot drift from what is
 tested.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
 DOC = ROOT / "docs" / "security.md"
-ASSERTIONS = frozenset({"assert_denied", "assert_load_refused"})
+ASSERTIONS = frozenset({"assert_denied", "assert_load_refused", "assert_withdrawn"})
 HTTP_ASSERTION = "assert_http_refused"
 
 
@@ -115,7 +116,8 @@ HEADER = """# Security: what the gate is shown to stop
 
 Every row below is one test in `tests/attacks/` that mounts the attack against a **real**
 Registry process over real mTLS with real signatures, and asserts that the start-up gate
-(or the verified-bytes loader) **denies with exactly the listed reason codes**, that nothing
+(or the verified-bytes loader, or a running `trustload serve` at its next refresh or SIGHUP,
+which withdraws the model) **denies with exactly the listed reason codes**, that nothing
 unverified sits under its final name in the cache (`<cache>/blobs/sha256/<hex>` always
 hashes to `<hex>`; resumable downloads live under `.<hex>.partial`) and that nothing is
 handed to the loader. The attacker is, depending on the row, a man-in-the-middle that holds

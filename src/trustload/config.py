@@ -118,6 +118,22 @@ class GateConfig(_Strict):
         return self
 
     allow_pickle: bool = False
+    # Stages this environment admits; required for a name outside the known table
+    # (checks/stage.py), so a typo such as "prd" is a configuration error, not Staging.
+    allowed_stages: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _known_environment(self) -> GateConfig:
+        from trustload.checks.stage import allowed_stages_for
+
+        allowed_stages_for(self.environment, self.allowed_stages)  # raises ValueError
+        return self
+
+    def stages(self) -> tuple[str, ...]:
+        """The stages this gate admits (validated at load)."""
+        from trustload.checks.stage import allowed_stages_for
+
+        return allowed_stages_for(self.environment, self.allowed_stages)
 
 
 class ServeConfig(_Strict):

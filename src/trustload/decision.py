@@ -89,22 +89,45 @@ class CheckResult:
         }
 
 
-def timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
-    """Run a check, stamp its latency, and turn any escaped exception into a denial.
+def failure(name: str, code: ReasonCode, exc: BaseException) -> CheckResult:
+    """The one mapping of an error raised while checking to a denial (fail closed, R1).
 
-    Fail closed (R1): an error while checking is a denial, never a pass. The generic
-    exception is mapped to the check's most conservative code by the caller's choice
-    of ``name``; unknown failures become POLICY_DENY with the error text.
+    A :class:`~trustload.errors.TrustloadError` keeps its own code and message; any
+    other exception becomes the *check's own* code (the caller's ``code``), so a crash
+    in the stage check is ``STAGE_NOT_ALLOWED`` on every path, never a pass.
+    """
+    from trustload.errors import TrustloadError
+
+    if isinstance(exc, TrustloadError):
+        return CheckResult.failed(name, exc.code, exc.message)
+    return CheckResult.failed(name, code, f"{type(exc).__name__}: {exc}")
+
+
+def checked(
+    name: str, code: ReasonCode, fn: Callable[[], Sequence[CheckResult]]
+) -> list[CheckResult]:
+    """Run a step yielding one or more results; stamp its latency; fail closed.
+
+    The single fail-closed wrapper every check runs through (engine, gate, serve). An
+    empty answer is a denial too: a step that says nothing has not passed.
     """
     start = time.perf_counter()
     try:
-        result = fn()
+        results = list(fn())
+        if not results:
+            results = [CheckResult.failed(name, code, "the check returned no verdict")]
     except Exception as exc:  # fail closed on anything unexpected
-        from trustload.errors import TrustloadError
+        results = [failure(name, code, exc)]
+    if all(r.ms == 0.0 for r in results):
+        results[0] = results[0].with_ms((time.perf_counter() - start) * 1000.0)
+    return results
 
-        code = exc.code if isinstance(exc, TrustloadError) else ReasonCode.POLICY_DENY
-        result = CheckResult.failed(name, code, f"{type(exc).__name__}: {exc}")
-    return result.with_ms((time.perf_counter() - start) * 1000.0)
+
+def timed(
+    name: str, fn: Callable[[], CheckResult], code: ReasonCode = ReasonCode.POLICY_DENY
+) -> CheckResult:
+    """:func:`checked` for a step with exactly one result (``code`` on a surprise)."""
+    return checked(name, code, lambda: [fn()])[0]
 
 
 @contextmanager

@@ -6,6 +6,11 @@ is permit only when every built-in check passes **and** the policy permits: a po
 can add denials (``POLICY_DENY`` with its own message) but can never turn a failed
 check into a permit, because the decision is the conjunction of all check results.
 
+:func:`evaluate` is the one decision: start-up, rollback, ``verify``, ``verify-files``
+and the re-decision on refresh (``GateFacts.verified`` set: the digest and signature
+verified at load are reused, the bytes are not hashed again) all run it. The record
+checks come from the one table in :mod:`trustload.rules`.
+
 Checks that need a Registry record (stage, revocation, digest pin, policy digest,
 revalidation, tenancy, anti-downgrade) are *skipped*, not failed, when there is no
 record (``verify-files``); the signature check always runs, and the attestation
@@ -20,23 +25,32 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trustload.checks.digest import check_digest
-from trustload.checks.downgrade import check_downgrade
-from trustload.checks.policy_digest import check_policy_digest
-from trustload.checks.revocation import check_quarantined, check_revoked
-from trustload.checks.stage import check_stage, default_allowed_stages
-from trustload.checks.tenancy import check_purpose, check_tenant
-from trustload.checks.validity import check_revalidation
-from trustload.decision import CheckResult, Decision, Event, ReasonCode, utc_now
+from trustload.checks.stage import default_allowed_stages
+from trustload.decision import (
+    CheckResult,
+    Decision,
+    Event,
+    ReasonCode,
+    checked,
+    timed,
+    utc_now,
+)
 from trustload.digests import FileEntry, ModelLayout, format_digest, manifest_digest
-from trustload.errors import TrustloadError, UsageError
+from trustload.errors import UsageError
 from trustload.facts import Expectations, Requester, TrustAnchors, TrustedState, VersionRecord
+from trustload.rules import (
+    GOVERNANCE_CHECKS,
+    STANDING_CHECKS,
+    RecordFacts,
+    run_checks,
+)
 
 if TYPE_CHECKING:
     from trustload.policy import AttestationView, PolicyBundle, PolicyEngine, PolicyVerdict
@@ -91,18 +105,7 @@ class GateFacts:
     pre_checks: tuple[CheckResult, ...] = ()  # results an adapter already produced
     require_change_ticket: bool = False
     require_attestation: bool | None = None  # None: required iff a record is present
-
-
-def _guard(name: str, code: ReasonCode, fn: Callable[[], CheckResult]) -> CheckResult:
-    """Run one check, stamp its latency; any exception is a denial with ``code``."""
-    start = time.perf_counter()
-    try:
-        result = fn()
-    except TrustloadError as exc:
-        result = CheckResult.failed(name, exc.code, exc.message)
-    except Exception as exc:  # fail closed: an error while checking is a denial
-        result = CheckResult.failed(name, code, f"{type(exc).__name__}: {exc}")
-    return result.with_ms((time.perf_counter() - start) * 1000.0)
+    verified: Verified | None = None  # a re-decision over bytes already verified in memory
 
 
 def _code_of(message: str) -> ReasonCode | None:
@@ -328,56 +331,91 @@ class _PolicyCompiledAside:
         return self.engine().evaluate(input_doc)
 
 
-def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
-    """Run every applicable check and the Rego policy; permit only if all pass."""
-    from trustload.checks.attestation import check_attestation
-    from trustload.checks.signature import check_model_signature
-    from trustload.policy.input import MODE_FILES, MODE_GATE, PolicyInputs, build_input
-
-    started = time.perf_counter()
-    record = facts.record
-    checks: list[CheckResult] = list(facts.pre_checks)
-    allowed = (
-        facts.allowed_stages
-        if facts.allowed_stages is not None
-        else default_allowed_stages(facts.environment)
+def record_facts(
+    facts: GateFacts, policy: PolicyLike | None, error: str | None = None
+) -> RecordFacts:
+    """The record-check view of the engine's facts (``facts.record`` must be set)."""
+    assert facts.record is not None
+    return RecordFacts(
+        record=facts.record,
+        environment=facts.environment,
+        allowed_stages=facts.allowed_stages,
+        now=facts.now,
+        policy_digest=None if policy is None else policy.digest,
+        claimed_policy_digest=facts.runtime_policy_digest,
+        policy_error=error,
+        requester=facts.requester,
+        trusted_state=facts.trusted_state,
+        require_change_ticket=facts.require_change_ticket,
     )
-    if record is not None:
-        checks.append(
-            _guard(
-                "stage",
-                ReasonCode.STAGE_NOT_ALLOWED,
-                lambda: check_stage(record.stage, facts.environment, allowed),
-            )
-        )
-        checks.append(
-            _guard(
-                "revoked",
-                ReasonCode.REVOKED,
-                lambda: check_revoked(record.revoked, record.revoked_reason),
-            )
-        )
-        checks.append(
-            _guard(
-                "quarantined",
-                ReasonCode.QUARANTINED,
-                lambda: check_quarantined(record.quarantined, record.quarantine_reason),
-            )
-        )
 
-    want_attestation = (
+
+# ------------------------------------------------------------------ the decision
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a permitting decision measured, kept with the bytes held in memory so that a
+    re-decision (refresh, post-warm-up) re-runs every rule without re-hashing."""
+
+    artifact_digest: str | None
+    signer: str | None
+    signature_detail: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    verified: Verified | None  # None unless the signature passed and a digest is known
+
+
+@dataclass
+class _Measured:
+    checks: list[CheckResult]  # [measure failure], digest pin, signature, in that order
+    digest: str | None
+    signer: str | None
+    signature_ok: bool
+
+
+def _wants_attestation(facts: GateFacts) -> bool:
+    required = (
         facts.require_attestation
         if facts.require_attestation is not None
-        else record is not None or facts.attestation is not None
-    ) or facts.attestation is not None
-    need_digest = record is not None or want_attestation
+        else facts.record is not None or facts.attestation is not None
+    )
+    return required or facts.attestation is not None
 
-    # A large single file is signed in shard mode: its signature check hashes shards on
-    # every core but yields no whole-file SHA-256. Measure that concurrently instead of
-    # afterwards (about 1x the hash time on 2 cores instead of 1.5x).
+
+def _carried_signature(facts: GateFacts, held: Verified) -> _Measured:
+    """Re-decision: the bytes were hashed and their signature verified at load and are
+    held in memory unchanged, so the measured digest is re-compared, not re-computed."""
+    sig = CheckResult.passed("signature", f"{held.signature_detail} (verified at load)")
+    checks = []
+    if facts.record is not None:
+        pinned = facts.record.artifact_digest
+        checks.append(
+            timed(
+                "digest",
+                lambda: check_digest(held.artifact_digest, pinned),
+                ReasonCode.DIGEST_MISMATCH,
+            )
+        )
+    return _Measured([*checks, sig], held.artifact_digest, held.signer, True)
+
+
+def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
+    """Signature (always) and the artifact digest (pin and attestation subject).
+
+    The signature check hashes the files; its digests are reused when they cover the
+    layout. A large single file is signed in shard mode (no whole-file SHA-256), so it
+    is measured concurrently instead of afterwards (~1x hash time on 2 cores, not 1.5x).
+    """
+    from trustload.checks.signature import check_model_signature
+
+    if facts.verified is not None:
+        return _carried_signature(facts, facts.verified)
+    record = facts.record
     early = _start_measure(facts.layout) if need_digest else None
-
-    # Signature (always). It hashes the files; reuse those digests when it can.
     outcome: list[Any] = []
 
     def run_signature() -> CheckResult:
@@ -387,134 +425,88 @@ def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
         outcome.append(result)
         return result.result
 
-    sig_check = _guard("signature", ReasonCode.SIGNATURE_INVALID, run_signature)
+    sig_check = timed("signature", run_signature, ReasonCode.SIGNATURE_INVALID)
     signer: str | None = outcome[0].signer if outcome else None
-    sig_files = outcome[0].files if outcome and sig_check.ok else None
-
-    # Artifact digest: needed for the pin and the attestation subject.
+    checks: list[CheckResult] = []
     measured: str | None = None
     if early is not None:
-        early_digest, early_error = early.result()
-        measured = early_digest
-        if early_error is not None and record is None:
-            checks.append(CheckResult.failed("measure", ReasonCode.DIGEST_MISMATCH, early_error))
+        measured, error = early.result()
+        if error is not None and record is None:
+            checks.append(CheckResult.failed("measure", ReasonCode.DIGEST_MISMATCH, error))
     else:
-        measured = digest_from_entries(facts.layout, sig_files)
+        measured = digest_from_entries(facts.layout, outcome[0].files if sig_check.ok else None)
     if measured is None and need_digest and early is None:
+        from trustload.digests import measure_layout
+
+        box: list[str] = []
 
         def run_measure() -> CheckResult:
-            from trustload.digests import measure_layout
+            box.append(measure_layout(facts.layout).digest)
+            return CheckResult.passed("measure", box[0])
 
-            nonlocal measured
-            measured = measure_layout(facts.layout).digest
-            return CheckResult.passed("measure", measured)
-
-        probe = _guard("measure", ReasonCode.DIGEST_MISMATCH, run_measure)
+        probe = timed("measure", run_measure, ReasonCode.DIGEST_MISMATCH)
+        measured = box[0] if box else None
         if not probe.ok and record is None:
             checks.append(probe)
     if record is not None:
         pinned = record.artifact_digest
         checks.append(
-            _guard("digest", ReasonCode.DIGEST_MISMATCH, lambda: check_digest(measured, pinned))
+            timed("digest", lambda: check_digest(measured, pinned), ReasonCode.DIGEST_MISMATCH)
         )
-    checks.append(sig_check)
+    return _Measured([*checks, sig_check], measured, signer, sig_check.ok)
 
-    # Attestation (gate: always; verify-files: when given).
-    att_facts: Any = None
-    att_checks: list[CheckResult] = []
-    if want_attestation:
-        expect = _merge_expectations(facts.expect, record)
-        if record is not None:
-            checks.append(check_coherence(facts.expect, record))
-        start = time.perf_counter()
-        try:
-            results, att_facts = check_attestation(
-                facts.attestation,
-                facts.anchors,
-                artifact_digest=measured or "",
-                expect=expect,
-                now=facts.now,
-                clock_skew=facts.clock_skew,
-            )
-            att_checks = list(results)
-            if not att_checks:
-                att_checks = [
-                    CheckResult.failed(
-                        "attestation", ReasonCode.ATTESTATION_INVALID, "no attestation verdict"
-                    )
-                ]
-        except TrustloadError as exc:
-            att_checks = [CheckResult.failed("attestation", exc.code, exc.message)]
-        except Exception as exc:  # fail closed
-            att_checks = [
-                CheckResult.failed(
-                    "attestation",
-                    ReasonCode.ATTESTATION_INVALID,
-                    f"{type(exc).__name__}: {exc}",
-                )
-            ]
-        ms = (time.perf_counter() - start) * 1000.0
-        if att_checks and all(c.ms == 0.0 for c in att_checks):
-            att_checks[0] = att_checks[0].with_ms(ms)
-        checks.extend(att_checks)
 
-    if record is not None:
-        checks.append(
-            _guard(
-                "policy_digest",
-                ReasonCode.POLICY_DIGEST_MISMATCH,
-                lambda: check_policy_digest(
-                    policy.digest, record.policy_digest, facts.runtime_policy_digest
-                ),
-            )
-        )
-        checks.append(
-            _guard(
-                "revalidation",
-                ReasonCode.REVALIDATION_OVERDUE,
-                lambda: check_revalidation(record.card.revalidate_by, facts.now),
-            )
-        )
-        checks.append(
-            _guard(
-                "tenant",
-                ReasonCode.TENANT_MISMATCH,
-                lambda: check_tenant(facts.requester, record.card),
-            )
-        )
-        checks.append(
-            _guard(
-                "purpose",
-                ReasonCode.PURPOSE_NOT_ALLOWED,
-                lambda: check_purpose(facts.requester, record.card),
-            )
-        )
-        checks.append(
-            _guard(
-                "downgrade",
-                ReasonCode.DOWNGRADE_BLOCKED,
-                lambda: check_downgrade(
-                    record,
-                    facts.trusted_state,
-                    require_change_ticket=facts.require_change_ticket,
-                ),
-            )
-        )
+def _attestation_step(
+    facts: GateFacts, measured: str | None
+) -> tuple[list[CheckResult], list[CheckResult], Any]:
+    """R2.6 / R2.8: coherence with the record, then the attestation (from bytes in memory:
+    its DSSE envelope is small, so validity windows are re-judged at every decision)."""
+    from trustload.checks.attestation import check_attestation
 
-    # The Rego policy, over an input where every field is present.
-    view = _attestation_view(att_facts)
+    record = facts.record
+    coherence = [] if record is None else [check_coherence(facts.expect, record)]
+    box: list[Any] = []
+
+    def run() -> list[CheckResult]:
+        results, att_facts = check_attestation(
+            facts.attestation,
+            facts.anchors,
+            artifact_digest=measured or "",
+            expect=_merge_expectations(facts.expect, record),
+            now=facts.now,
+            clock_skew=facts.clock_skew,
+        )
+        box.append(att_facts)
+        return results
+
+    verdict = checked("attestation", ReasonCode.ATTESTATION_INVALID, run)
+    return coherence, verdict, (box[0] if box else None)
+
+
+def _policy_step(
+    facts: GateFacts,
+    policy: PolicyLike,
+    checks: list[CheckResult],
+    measured: _Measured,
+    attestation: tuple[bool, list[CheckResult], AttestationView | None],
+) -> CheckResult:
+    """The Rego policy, over an input where every field is present (R4)."""
+    from trustload.policy.input import MODE_FILES, MODE_GATE, PolicyInputs, build_input
+
+    want, att_checks, view = attestation
+    record = facts.record
     inputs = PolicyInputs(
         mode=MODE_GATE if record is not None else MODE_FILES,
         now=facts.now,
         environment=facts.environment,
-        allowed_stages=tuple(allowed),
+        allowed_stages=_policy_stages(facts),
         runtime_policy_digest=policy.digest,
-        artifact_digest=measured,
+        artifact_digest=measured.digest,
         artifact_kind=facts.layout.kind,
         signature_present=facts.signature_bundle is not None,
-        signature_valid=sig_check.ok,
-        signer=signer,
-        attestation_required=want_attestation,
+        signature_valid=measured.signature_ok,
+        signer=measured.signer,
+        attestation_required=want,
         attestation_present=facts.attestation is not None,
         attestation_valid=bool(att_checks) and all(c.ok for c in att_checks) and view is not None,
         attestation=view,
@@ -523,50 +515,116 @@ def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
         checks=tuple(checks),
     )
     builtin = list(checks)
-    policy_start = time.perf_counter()
-    try:
-        verdict = policy.evaluate(build_input(inputs))
-        policy_check = policy_result(verdict, builtin, policy.digest)
-    except Exception as exc:  # fail closed
-        policy_check = CheckResult.failed(
-            POLICY_CHECK, ReasonCode.POLICY_DENY, f"{type(exc).__name__}: {exc}"
-        )
-    checks.append(policy_check.with_ms((time.perf_counter() - policy_start) * 1000.0))
+    return timed(
+        POLICY_CHECK,
+        lambda: policy_result(policy.evaluate(build_input(inputs)), builtin, policy.digest),
+        ReasonCode.POLICY_DENY,
+    )
 
-    permitted = all(c.ok for c in checks)
-    requester = facts.requester
+
+def _policy_stages(facts: GateFacts) -> tuple[str, ...]:
+    """The stages shown to the policy; an unknown environment (``local`` for
+    verify-files, where no stage applies) shows none rather than a default."""
+    if facts.allowed_stages is not None:
+        return tuple(facts.allowed_stages)
+    try:
+        return default_allowed_stages(facts.environment)
+    except ValueError:
+        return ()
+
+
+def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
+    """Run every applicable check and the Rego policy; permit only if all pass."""
+    return evaluate(facts, policy).decision
+
+
+def evaluate(facts: GateFacts, policy: PolicyLike) -> Outcome:
+    """The one decision (start-up, refresh, rollback, verify, verify-files, fetch).
+
+    Steps: record standing; signature and digest (or, on a re-decision, the digest
+    measured at load); attestation; governance (policy digest, revalidation, tenancy,
+    anti-downgrade); the Rego policy. The decision lists every failing code.
+    """
+    started = time.perf_counter()
+    record = facts.record
+    rfacts = None if record is None else record_facts(facts, policy)
+    checks: list[CheckResult] = list(facts.pre_checks)
+    if rfacts is not None:
+        checks += run_checks(STANDING_CHECKS, rfacts)
+    want = _wants_attestation(facts)
+    measured = _measure_and_sign(facts, need_digest=record is not None or want)
+    checks += measured.checks
+    att_checks: list[CheckResult] = []
+    view: AttestationView | None = None
+    if want:
+        coherence, att_checks, att_facts = _attestation_step(facts, measured.digest)
+        checks += coherence + att_checks
+        view = _attestation_view(att_facts)
+    if rfacts is not None:
+        checks += run_checks(GOVERNANCE_CHECKS, rfacts)
+    checks.append(_policy_step(facts, policy, checks, measured, (want, att_checks, view)))
+    decision = assemble(
+        checks,
+        requested=facts.requested,
+        environment=facts.environment,
+        record=record,
+        requester=facts.requester,
+        policy_digest=policy.digest,
+        now=facts.now,
+        measured=measured.digest,
+        view=view,
+        fallback_model=facts.layout.name,
+    )
+    decision.latency_ms = (time.perf_counter() - started) * 1000.0
+    verified = None
+    if measured.signature_ok and measured.digest is not None:
+        sig = next(c for c in measured.checks if c.name == "signature")
+        verified = Verified(measured.digest, measured.signer, sig.detail)
+    return Outcome(decision, verified)
+
+
+def assemble(
+    checks: list[CheckResult],
+    *,
+    requested: str,
+    environment: str,
+    record: VersionRecord | None,
+    requester: Requester | None,
+    policy_digest: str | None,
+    now: datetime,
+    measured: str | None = None,
+    view: AttestationView | None = None,
+    fallback_model: str | None = None,
+) -> Decision:
+    """The decision record (INTERFACE.md) around ``checks``: identity from the Registry
+    record when there is one, else from the attestation, the requester or the model."""
     card = record.card if record is not None else None
+    permitted = bool(checks) and all(c.ok for c in checks)
+    identity: tuple[str | None, str | None, str | None]
+    if record is not None:
+        identity = (record.git_sha, record.container_digest, record.dataset_snapshot)
+    elif view is not None:
+        identity = (view.git_sha, view.container_digest, view.dataset_snapshot)
+    else:
+        identity = (None, None, None)
     return Decision(
         event=Event.STARTUP_PERMIT if permitted else Event.STARTUP_DENY,
         checks=checks,
-        requested=facts.requested,
-        model=record.name if record is not None else facts.layout.name,
+        requested=requested,
+        model=record.name if record is not None else fallback_model,
         version=record.version if record is not None else None,
         artifact_digest=measured
         if measured is not None
         else (record.artifact_digest if record is not None else None),
-        policy_digest=policy.digest,
-        git_sha=record.git_sha if record is not None else (view.git_sha if view else None),
-        container_digest=(
-            record.container_digest
-            if record is not None
-            else (view.container_digest if view else None)
-        ),
-        dataset_snapshot=(
-            record.dataset_snapshot
-            if record is not None
-            else (view.dataset_snapshot if view else None)
-        ),
-        tenant=card.tenant_id
-        if card is not None
-        else (requester.tenant_id if requester is not None else None),
-        domain=card.domain
-        if card is not None
-        else (requester.domain if requester is not None else None),
-        environment=facts.environment,
+        policy_digest=policy_digest,
+        git_sha=identity[0],
+        container_digest=identity[1],
+        dataset_snapshot=identity[2],
+        tenant=card.tenant_id if card else (requester.tenant_id if requester else None),
+        domain=card.domain if card else (requester.domain if requester else None),
+        environment=environment,
         caller=requester.caller if requester is not None else None,
-        latency_ms=(time.perf_counter() - started) * 1000.0,
-        at=facts.now,
+        at=now,
     )
 
 

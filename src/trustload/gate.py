@@ -23,12 +23,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from trustload.decision import CheckResult, Decision, Event, ReasonCode, timed, utc_now
+from trustload.decision import CheckResult, Decision, Event, ReasonCode, failure, utc_now
 from trustload.digests import FileEntry, ModelLayout, digests_equal, manifest_bytes
 from trustload.errors import TrustloadError, UsageError
 from trustload.facts import (
@@ -43,7 +43,8 @@ from trustload.facts import (
 if TYPE_CHECKING:
     from trustload.cache import BlobCache
     from trustload.client.api import RegistryClient
-    from trustload.config import ClientFileConfig
+    from trustload.config import ClientFileConfig, GateConfig
+    from trustload.engine import GateFacts, Verified
     from trustload.policy import PolicyEngine
 
 MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
@@ -62,59 +63,19 @@ class GateResult:
     record: VersionRecord | None
     layout: ModelLayout | None  # verified cache paths (None on deny)
     files: tuple[FileEntry, ...] | None  # verified per-file digests, for the loader
+    held: Held | None = None  # on permit: what a re-decision reuses (no re-download)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The facts and measurements of the decision that admitted a version, kept beside
+    the loaded bytes so refresh can run the whole decision again without re-hashing."""
+
+    facts: GateFacts
+    verified: Verified
 
 
 # ----------------------------------------------------------------- pure helpers
-
-
-def early_checks(
-    record: VersionRecord,
-    *,
-    environment: str,
-    runtime_policy_digest: str | None,
-    requester: Requester | None,
-    trusted_state: TrustedState | None,
-    now: datetime,
-    require_change_ticket: bool,
-    policy_error: str | None = None,
-) -> list[CheckResult]:
-    """Every check that needs only the record (no download): R2.3, R2.4, R2.7-R2.9, R5."""
-    from trustload.checks.downgrade import check_downgrade
-    from trustload.checks.policy_digest import check_policy_digest
-    from trustload.checks.revocation import check_quarantined, check_revoked
-    from trustload.checks.stage import check_stage, default_allowed_stages
-    from trustload.checks.tenancy import check_purpose, check_tenant
-    from trustload.checks.validity import check_revalidation
-
-    allowed = default_allowed_stages(environment)
-
-    def policy() -> CheckResult:
-        if runtime_policy_digest is None:
-            return CheckResult.failed(
-                "policy_digest",
-                ReasonCode.POLICY_DIGEST_MISMATCH,
-                f"runtime policy bundle unusable: {policy_error or 'not loaded'}",
-            )
-        return check_policy_digest(runtime_policy_digest, record.policy_digest)
-
-    return [
-        timed("stage", lambda: check_stage(record.stage, environment, allowed)),
-        timed("revoked", lambda: check_revoked(record.revoked, record.revoked_reason)),
-        timed(
-            "quarantined",
-            lambda: check_quarantined(record.quarantined, record.quarantine_reason),
-        ),
-        timed("policy_digest", policy),
-        timed("revalidation", lambda: check_revalidation(record.card.revalidate_by, now)),
-        timed("tenant", lambda: check_tenant(requester, record.card)),
-        timed("purpose", lambda: check_purpose(requester, record.card)),
-        timed(
-            "downgrade",
-            lambda: check_downgrade(
-                record, trusted_state, require_change_ticket=require_change_ticket
-            ),
-        ),
-    ]
 
 
 def check_freshness(
@@ -333,79 +294,6 @@ def fetch_model(
     return out
 
 
-def _decision(
-    checks: list[CheckResult],
-    *,
-    requested: str,
-    environment: str,
-    record: VersionRecord | None,
-    requester: Requester | None,
-    policy_digest: str | None,
-    now: datetime,
-) -> Decision:
-    """A decision assembled here (no engine run): channel failures and early denials."""
-    card = record.card if record is not None else None
-    permitted = bool(checks) and all(c.ok for c in checks)
-    return Decision(
-        event=Event.STARTUP_PERMIT if permitted else Event.STARTUP_DENY,
-        checks=checks,
-        requested=requested,
-        model=record.name if record else requested.partition("@")[0] or None,
-        version=record.version if record else None,
-        artifact_digest=record.artifact_digest if record else None,
-        policy_digest=policy_digest,
-        git_sha=record.git_sha if record else None,
-        container_digest=record.container_digest if record else None,
-        dataset_snapshot=record.dataset_snapshot if record else None,
-        tenant=card.tenant_id if card else (requester.tenant_id if requester else None),
-        domain=card.domain if card else (requester.domain if requester else None),
-        environment=environment,
-        caller=requester.caller if requester else None,
-        at=now,
-    )
-
-
-def _recheck_after_warmup(
-    client: RegistryClient,
-    record: VersionRecord,
-    environment: str,
-    max_age: float = 300.0,
-    skew: float = 60.0,
-) -> list[CheckResult]:
-    """R9 chaos: the record may have been revoked or quarantined while warming up."""
-    from trustload.checks.revocation import check_quarantined, check_revoked
-    from trustload.checks.stage import check_stage, default_allowed_stages
-
-    def fresh() -> VersionRecord:
-        return client.get_version(record.name, record.version)
-
-    try:
-        now_record = fresh()
-    except TrustloadError as exc:
-        return [CheckResult.failed("recheck", exc.code, f"after warm-up: {exc.message}")]
-    out = [
-        check_freshness(now_record, utc_now(), max_age, skew),
-        timed(
-            "recheck_revoked", lambda: check_revoked(now_record.revoked, now_record.revoked_reason)
-        ),
-        timed(
-            "recheck_quarantined",
-            lambda: check_quarantined(now_record.quarantined, now_record.quarantine_reason),
-        ),
-        timed(
-            "recheck_stage",
-            lambda: check_stage(now_record.stage, environment, default_allowed_stages(environment)),
-        ),
-    ]
-    if not digests_equal(now_record.artifact_digest, record.artifact_digest):
-        out.append(
-            CheckResult.failed(
-                "recheck_digest", ReasonCode.DIGEST_MISMATCH, "the record changed during warm-up"
-            )
-        )
-    return out
-
-
 def run_gate(
     config: ClientFileConfig,
     ref: ModelRef | str,
@@ -450,6 +338,55 @@ def run_gate(
     return result
 
 
+@dataclass
+class _Flow:
+    """One gate run: its inputs and the checks gathered before the engine runs."""
+
+    config: ClientFileConfig
+    mref: ModelRef
+    now: datetime
+    client: RegistryClient
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def requested(self) -> str:
+        return str(self.mref)
+
+    def deny(
+        self,
+        extra: list[CheckResult],
+        record: VersionRecord | None,
+        requester: Requester | None,
+        policy_digest: str | None,
+    ) -> GateResult:
+        """A denial decided before the engine ran (channel failure, early stop)."""
+        from trustload.engine import assemble
+
+        decision = assemble(
+            self.checks + extra,
+            requested=self.requested,
+            environment=self.config.gate.environment,
+            record=record,
+            requester=requester,
+            policy_digest=policy_digest,
+            now=self.now,
+            fallback_model=self.requested.partition("@")[0] or None,
+        )
+        return GateResult(decision, record, None, None)
+
+
+def _stages(gate: GateConfig) -> tuple[str, ...] | None:
+    return None if gate.allowed_stages is None else tuple(gate.allowed_stages)
+
+
+def _load_policy(policy_dir: Path) -> tuple[PolicyEngine | None, str | None]:
+    """The runtime policy bundle as it is on disk now (compiled once per digest)."""
+    try:
+        return _engine_for(policy_dir), None
+    except (UsageError, TrustloadError, OSError) as exc:
+        return None, str(exc)
+
+
 def _run(
     config: ClientFileConfig,
     mref: ModelRef,
@@ -458,89 +395,130 @@ def _run(
     update_state: bool,
     warmup_hook: Callable[[GateResult], None] | None,
 ) -> GateResult:
-    from trustload.cache import BlobCache
-    from trustload.engine import GateFacts, decide
-    from trustload.state import load_state, save_state
+    """R3 in order: channel and record, local facts, early denial, download and decide,
+    warm-up and re-decision, then the anti-downgrade state moves forward."""
+    from trustload.rules import RECORD_CHECKS, RecordFacts, run_checks
+    from trustload.state import save_state
 
     gate = config.gate
-    requested = str(mref)
-    env = gate.environment
-    checks: list[CheckResult] = []
+    flow = _Flow(config, mref, now, client)
+    resolved = _resolve(flow)
+    if isinstance(resolved, GateResult):
+        return resolved
+    requester, record = resolved
+    engine, policy_error = _load_policy(gate.policy_dir)
+    trusted = _trusted_state(flow, record)
+    digest_now = engine.digest if engine else None
+    # R3.3: deny at once, with every code knowable without downloading.
+    early = run_checks(
+        RECORD_CHECKS,
+        RecordFacts(
+            record=record,
+            environment=gate.environment,
+            allowed_stages=_stages(gate),
+            now=now,
+            policy_digest=digest_now,
+            policy_error=policy_error,
+            requester=requester,
+            trusted_state=trusted,
+            require_change_ticket=gate.require_change_ticket,
+        ),
+    )
+    if blocked_at_once(early) or engine is None:
+        return flow.deny(early, record, requester, digest_now)
+    image_digest, denied = _image_step(flow, early, record, requester, engine.digest)
+    if denied is not None:
+        return denied
+    result = _download_and_decide(flow, record, requester, trusted, engine, early, image_digest)
+    if result.held is None:
+        return result
+    if warmup_hook is not None:
+        result = _warm_up(flow, result, warmup_hook)
+    if result.held is not None and update_state:
+        new = next_state(record, gate.environment, trusted)
+        if new is not None:
+            save_state(gate.state_dir, new)
+    return result
 
-    def deny(extra: list[CheckResult], **kw: Any) -> GateResult:
-        d = _decision(checks + extra, requested=requested, environment=env, now=now, **kw)
-        return GateResult(d, kw.get("record"), None, None)
 
-    # R3.1 / R3.2: who we are, and what the Registry says about the reference.
+def _resolve(flow: _Flow) -> tuple[Requester, VersionRecord] | GateResult:
+    """R3.1 / R3.2: who we are, and a fresh Registry answer about the reference."""
+    gate = flow.config.gate
     requester: Requester | None = None
     t0 = time.perf_counter()
     try:
-        requester = client.requester()
-        record = client.resolve(mref.name, mref.ref)
+        requester = flow.client.requester()
+        record = flow.client.resolve(flow.mref.name, flow.mref.ref)
     except TrustloadError as exc:
         failed = CheckResult.failed("registry", exc.code, exc.message)
         failed = failed.with_ms((time.perf_counter() - t0) * 1000.0)
-        return deny([failed], record=None, requester=requester, policy_digest=None)
+        return flow.deny([failed], None, requester, None)
     fresh = check_freshness(record, utc_now(), gate.max_staleness, gate.clock_skew)
     if not fresh.ok:
-        return deny([fresh], record=record, requester=requester, policy_digest=None)
-    checks.append(
+        return flow.deny([fresh], record, requester, None)
+    flow.checks.append(
         CheckResult.passed(
             "registry",
-            f"{requested} -> {record.name}@{record.version} ({record.artifact_digest})",
+            f"{flow.requested} -> {record.name}@{record.version} ({record.artifact_digest})",
             (time.perf_counter() - t0) * 1000.0,
         )
     )
+    return requester, record
 
-    # The runtime policy bundle and trusted state (local facts).
-    engine: PolicyEngine | None = None
-    policy_error: str | None = None
+
+def _trusted_state(flow: _Flow, record: VersionRecord) -> TrustedState | None:
+    """The anti-downgrade high-water mark; an unreadable one is a failed check."""
+    from trustload.state import load_state
+
     try:
-        engine = _engine_for(gate.policy_dir)
-    except (UsageError, TrustloadError, OSError) as exc:
-        policy_error = str(exc)
-    trusted: TrustedState | None = None
-    try:
-        trusted = load_state(gate.state_dir, record.name, env)
+        return load_state(flow.config.gate.state_dir, record.name, flow.config.gate.environment)
     except TrustloadError as exc:
-        checks.append(CheckResult.failed("trusted_state", exc.code, exc.message))
+        flow.checks.append(CheckResult.failed("trusted_state", exc.code, exc.message))
+        return None
 
-    # R3.3: deny at once, with every code knowable without downloading.
-    early = early_checks(
-        record,
-        environment=env,
-        runtime_policy_digest=engine.digest if engine else None,
-        requester=requester,
-        trusted_state=trusted,
-        now=now,
-        require_change_ticket=gate.require_change_ticket,
-        policy_error=policy_error,
-    )
-    digest_now = engine.digest if engine else None
-    if blocked_at_once(early) or engine is None:
-        return deny(early, record=record, requester=requester, policy_digest=digest_now)
 
-    # R3.4 + R3.5: download by digest into the cache, then every check and the policy
-    # over the exact cached bytes. Cached model files are first handed to the engine
-    # unhashed (it hashes them anyway); if the engine then finds a digest or signature
-    # mismatch, the cache re-verifies every blob, evicts and re-fetches what no longer
-    # matches (once), and the engine decides again.
-    # R2.5: the serving image's own cosign signature ([gate.image]), on every decision.
-    image_digest: str | None = None
-    if gate.image is not None:
-        from trustload.image import gate_image_check
-        from trustload.oci.reference import parse_reference
+def _image_step(
+    flow: _Flow,
+    early: list[CheckResult],
+    record: VersionRecord,
+    requester: Requester,
+    policy_digest: str,
+) -> tuple[str | None, GateResult | None]:
+    """R2.5: the serving image's own cosign signature ([gate.image]), on every decision.
+    Returns the image digest (the attestation's container must be it) and a denial."""
+    gate = flow.config.gate
+    if gate.image is None:
+        return None, None
+    from trustload.image import gate_image_check
+    from trustload.oci.reference import parse_reference
 
-        image_digest = parse_reference(gate.image.reference).digest
-        image = gate_image_check(gate.image, getattr(config, "oci", None), now)
-        if not image.ok:
-            denied = deny(
-                [*early, image], record=record, requester=requester, policy_digest=digest_now
-            )
-            denied.decision.extra["image_digest"] = image_digest
-            return denied
-        checks.append(image)
+    image_digest = parse_reference(gate.image.reference).digest
+    image = gate_image_check(gate.image, getattr(flow.config, "oci", None), flow.now)
+    if not image.ok:
+        denied = flow.deny([*early, image], record, requester, policy_digest)
+        denied.decision.extra["image_digest"] = image_digest
+        return image_digest, denied
+    flow.checks.append(image)
+    return image_digest, None
 
+
+def _download_and_decide(
+    flow: _Flow,
+    record: VersionRecord,
+    requester: Requester,
+    trusted: TrustedState | None,
+    engine: PolicyEngine,
+    early: list[CheckResult],
+    image_digest: str | None,
+) -> GateResult:
+    """R3.4 + R3.5: download by digest into the cache, then the engine over the exact
+    cached bytes. Cached model files are first handed over unhashed (the engine hashes
+    them anyway); on a digest or signature mismatch the cache re-verifies every blob,
+    evicts and re-fetches what no longer matches (once), and the engine decides again."""
+    from trustload.cache import BlobCache
+    from trustload.engine import GateFacts, evaluate
+
+    config, gate = flow.config, flow.config.gate
     cache = BlobCache(gate.cache_dir)
     anchors = trust_anchors(config)
     suspect = {ReasonCode.DIGEST_MISMATCH, ReasonCode.SIGNATURE_INVALID}
@@ -548,28 +526,21 @@ def _run(
         t1 = time.perf_counter()
         try:
             fetched = fetch_model(
-                client, cache, record, config.registry.max_download_bytes, quick=quick
+                flow.client, cache, record, config.registry.max_download_bytes, quick=quick
             )
         except (TrustloadError, OSError) as exc:
             # A cache that cannot be written (full disk, read-only mount) is no excuse
             # to load anything: it denies like a Registry that cannot deliver.
-            code, message = (
-                (exc.code, exc.message)
-                if isinstance(exc, TrustloadError)
-                else (ReasonCode.REGISTRY_UNAVAILABLE, f"cache {gate.cache_dir}: {exc}")
-            )
-            failed = CheckResult.failed("download", code, message)
+            failed = failure("download", ReasonCode.REGISTRY_UNAVAILABLE, exc)
             failed = failed.with_ms((time.perf_counter() - t1) * 1000.0)
-            return deny(
-                [*early, failed], record=record, requester=requester, policy_digest=digest_now
-            )
+            return flow.deny([*early, failed], record, requester, engine.digest)
         download = CheckResult.passed(
             "download", fetched.describe(), (time.perf_counter() - t1) * 1000.0
         )
         facts = GateFacts(
-            requested=requested,
-            environment=env,
-            now=now,
+            requested=flow.requested,
+            environment=gate.environment,
+            now=flow.now,
             clock_skew=timedelta(seconds=gate.clock_skew),
             layout=fetched.layout,
             signature_bundle=fetched.signature,
@@ -579,35 +550,122 @@ def _run(
             record=record,
             requester=requester,
             trusted_state=trusted,
-            pre_checks=(*checks, download),
+            allowed_stages=_stages(gate),
+            pre_checks=(*flow.checks, download),
             require_change_ticket=gate.require_change_ticket,
         )
-        decision = decide(facts, engine)
+        outcome = evaluate(facts, engine)
+        decision = outcome.decision
         if image_digest is not None:
             decision.extra["image_digest"] = image_digest
         if decision.permitted or not fetched.unhashed or not suspect & set(decision.reasons):
             break
-    if not decision.permitted:
+    if not decision.permitted or outcome.verified is None:
         return GateResult(decision, record, None, None)
-    result = GateResult(decision, record, fetched.layout, record.files)
+    held = Held(facts, outcome.verified)
+    return GateResult(decision, record, fetched.layout, record.files, held)
 
-    # R3.6 / R9 chaos: warm up, then make sure nothing was revoked meanwhile.
-    if warmup_hook is not None:
-        try:
-            warmup_hook(result)
-        except Exception as exc:  # fail closed: a failed warm-up never serves
-            code = exc.code if isinstance(exc, TrustloadError) else ReasonCode.POLICY_DENY
-            decision.checks.append(
-                CheckResult.failed("warmup", code, f"{type(exc).__name__}: {exc}")
-            )
-        decision.checks.extend(
-            _recheck_after_warmup(client, record, env, gate.max_staleness, gate.clock_skew)
+
+def _warm_up(flow: _Flow, result: GateResult, hook: Callable[[GateResult], None]) -> GateResult:
+    """R3.6 / R9 chaos: warm up, then decide again over a fresh record (a revocation,
+    quarantine, stage change or policy edit meanwhile turns the permit into a deny)."""
+    decision = result.decision
+    try:
+        hook(result)
+    except Exception as exc:  # fail closed: a failed warm-up never serves
+        decision.checks.append(failure("warmup", ReasonCode.POLICY_DENY, exc))
+    assert result.held is not None and result.record is not None
+    decision.checks.append(recheck(flow.config, flow.client, result.held, "recheck"))
+    if decision.permitted:
+        return result
+    decision.event = Event.STARTUP_DENY
+    return GateResult(decision, result.record, None, None)
+
+
+# ------------------------------------------------------------------ re-decisions
+
+
+def redecide(
+    config: ClientFileConfig,
+    held: Held,
+    record: VersionRecord,
+    *,
+    requester: Requester | None = None,
+    now: datetime | None = None,
+    offline: bool = False,
+) -> Decision:
+    """The whole decision again for a version already verified and held in memory.
+
+    Refresh, SIGHUP and the post-warm-up re-check call this: the same engine over the
+    Registry's record now, the policy bundle on disk now (its digest and its Rego), the
+    clock now (attestation window, revalidation) and the requester now. The bytes are
+    not downloaded or hashed again: the digest measured at load is re-compared with the
+    record, and this runtime trusts exactly the version it serves (anti-downgrade).
+
+    ``offline``: the Registry cannot be reached and ``record`` is the last one it sent.
+    Everything that does not need it (policy bundle, clock, evidence) is still decided;
+    its freshness is not (``max_staleness`` takes the model out of service for that).
+    """
+    from trustload.checks.image import NAME as IMAGE_CHECK
+    from trustload.engine import assemble, decide, record_facts
+    from trustload.rules import RECORD_CHECKS, run_checks
+
+    gate = config.gate
+    moment = now if now is not None else utc_now()
+    engine, error = _load_policy(gate.policy_dir)
+    prior = held.facts
+    assert prior.record is not None
+    served = TrustedState(
+        model=prior.record.name,
+        environment=gate.environment,
+        version=prior.record.version,
+        alias=record.alias,
+        alias_revision=record.alias_revision,
+        artifact_digest=held.verified.artifact_digest or prior.record.artifact_digest,
+    )
+    facts = replace(
+        prior,
+        now=moment,
+        record=record,
+        requester=requester if requester is not None else prior.requester,
+        trusted_state=served,
+        allowed_stages=_stages(gate),
+        clock_skew=timedelta(seconds=gate.clock_skew),
+        pre_checks=(
+            CheckResult.passed("offline", "Registry unreachable: its last record, re-decided")
+            if offline
+            else check_freshness(record, utc_now(), gate.max_staleness, gate.clock_skew),
+            # The serving image is this process: its signature, verified at admission,
+            # cannot change while it runs (and an OCI registry call per refresh buys nothing).
+            *(c for c in prior.pre_checks if c.name == IMAGE_CHECK),
+        ),
+        verified=held.verified,
+    )
+    if engine is None:
+        checks = [*facts.pre_checks, *run_checks(RECORD_CHECKS, record_facts(facts, None, error))]
+        return assemble(
+            checks,
+            requested=facts.requested,
+            environment=gate.environment,
+            record=record,
+            requester=facts.requester,
+            policy_digest=None,
+            now=moment,
         )
-        if not decision.permitted:
-            decision.event = Event.STARTUP_DENY
-            return GateResult(decision, record, None, None)
-    if update_state:
-        new = next_state(record, env, trusted)
-        if new is not None:
-            save_state(gate.state_dir, new)
-    return result
+    return decide(facts, engine)
+
+
+def recheck(config: ClientFileConfig, client: RegistryClient, held: Held, name: str) -> CheckResult:
+    """One check summarising :func:`redecide` over the Registry's current record."""
+    prior = held.facts.record
+    assert prior is not None
+    try:
+        fresh = client.get_version(prior.name, prior.version)
+    except TrustloadError as exc:
+        return CheckResult.failed(name, exc.code, f"after warm-up: {exc.message}")
+    again = redecide(config, held, fresh)
+    bad = [c for c in again.checks if not c.ok]
+    if not bad:
+        return CheckResult.passed(name, "the whole decision still permits after warm-up")
+    code = bad[0].code or ReasonCode.POLICY_DENY
+    return CheckResult.failed(name, code, "; ".join(f"{c.name}: {c.detail}" for c in bad))

@@ -69,3 +69,31 @@ def test_governance_other_serving_image(arena: Arena, gate: Gate) -> None:
         ReasonCode.ATTESTATION_MISMATCH,
         cache_dir=gate.cache_dir,
     )
+
+
+def test_governance_misnamed_environment_admits_staging(arena: Arena, gate: Gate) -> None:
+    """A production pod whose environment is spelled `prd` (or `production-eu`, or a typo).
+
+    Such a name used to count as non-production and admit Staging. Loading that config is
+    now a configuration error (exit 2); a config built around the loader still denies.
+
+    Attack: governance / stage
+    """
+    import pytest
+
+    from trustload.config import load_client_config
+    from trustload.errors import UsageError
+
+    name = arena.name()
+    arena.publish(name, "1", arena.model_file(), stage=None, alias=None)  # Staging
+    for env in ("prd", "production-eu", "prdo"):
+        toml = gate.root / f"gate-{env}.toml"
+        text = arena.env.gate_config.read_text()
+        toml.write_text(text.replace('environment = "prod"', f'environment = "{env}"'))
+        with pytest.raises(UsageError, match="allowed_stages"):
+            load_client_config(toml)
+        assert_denied(
+            gate.run(f"{name}@1", with_gate(gate.cfg, environment=env)),
+            ReasonCode.STAGE_NOT_ALLOWED,
+            cache_dir=gate.cache_dir,
+        )

@@ -21,7 +21,12 @@ from trustload.checks.digest import check_digest
 from trustload.checks.downgrade import check_downgrade, compare_versions
 from trustload.checks.policy_digest import check_policy_digest
 from trustload.checks.revocation import check_quarantined, check_revoked
-from trustload.checks.stage import check_stage, default_allowed_stages
+from trustload.checks.stage import (
+    UnknownEnvironment,
+    allowed_stages_for,
+    check_stage,
+    default_allowed_stages,
+)
 from trustload.checks.tenancy import check_purpose, check_tenant
 from trustload.checks.validity import check_revalidation
 from trustload.decision import ReasonCode as R
@@ -55,6 +60,67 @@ def test_stage(stage, env, allowed, code):
 def test_default_allowed_stages():
     assert default_allowed_stages("prod") == ("Approved",)
     assert default_allowed_stages("staging") == ("Staging", "Approved")
+
+
+PROD = ("Approved",)
+NONPROD = ("Staging", "Approved")
+
+
+@pytest.mark.parametrize(
+    ("env", "stages"),
+    [
+        ("prod", PROD),
+        ("production", PROD),
+        ("Production", PROD),
+        ("PROD", PROD),
+        ("staging", NONPROD),
+        ("dev", NONPROD),
+        ("development", NONPROD),
+        ("test", NONPROD),
+        ("qa", NONPROD),
+        # names that merely look like a known one have no default (INTERFACE.md)
+        ("prd", None),
+        ("production-eu", None),
+        ("prod-eu", None),
+        ("produciton", None),  # a typo
+        ("stagging", None),
+        ("preprod", None),
+        ("local", None),
+        ("", None),
+        (" prod", None),
+        ("prod\n", None),
+    ],
+)
+def test_environment_table(env, stages):
+    """Known names map as INTERFACE.md says; every other name fails closed."""
+    if stages is None:
+        with pytest.raises(UnknownEnvironment):
+            default_allowed_stages(env)
+        # even if a config bypassed validation, the check denies rather than admits
+        assert check_stage("Staging", env).code == R.STAGE_NOT_ALLOWED
+        assert check_stage("Approved", env).code == R.STAGE_NOT_ALLOWED
+    else:
+        assert default_allowed_stages(env) == stages
+        assert allowed_stages_for(env) == stages
+
+
+@pytest.mark.parametrize(
+    ("env", "explicit", "stages"),
+    [
+        ("prd", ["Approved"], ("Approved",)),
+        ("production-eu", ["Staging", "Approved"], ("Staging", "Approved")),
+        ("prod", ["Approved"], ("Approved",)),
+        ("canary", [], ()),
+        ("prd", ["approved"], None),  # stage names are exact
+        ("prd", ["Approved", "Live"], None),
+    ],
+)
+def test_explicit_allowed_stages(env, explicit, stages):
+    if stages is None:
+        with pytest.raises(UnknownEnvironment):
+            allowed_stages_for(env, explicit)
+    else:
+        assert allowed_stages_for(env, explicit) == stages
 
 
 @pytest.mark.parametrize(

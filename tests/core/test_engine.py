@@ -557,3 +557,107 @@ def test_verify_files_recompiles_an_edited_policy(signed, tmp_path):
         decision.policy_digest
         != trustload.verify_files(signed.model, **{**kwargs, "policy_dir": None}).policy_digest
     )
+
+
+# ------------------------------------------------- one decision, re-run from memory
+
+
+def _permit_outcome(signed, policy):
+    from trustload.engine import evaluate
+
+    outcome = evaluate(facts_for(signed, policy), policy)
+    assert outcome.decision.permitted and outcome.verified is not None
+    assert outcome.verified.artifact_digest == signed.digest
+    return outcome
+
+
+def test_redecision_reuses_the_measured_digest_without_rehashing(signed, policy, tmp_path):
+    """A re-decision (refresh) runs every rule but never touches the model bytes again:
+    here the layout points at a file that no longer exists, and it still permits."""
+    verified = _permit_outcome(signed, policy).verified
+    gone = ModelLayout("file", "model.onnx", (("model.onnx", tmp_path / "absent.onnx"),))
+    again = decide(facts_for(signed, policy, layout=gone, verified=verified), policy)
+    assert again.permitted, again.to_json()["reasons"]
+    sig = next(c for c in again.checks if c.name == "signature")
+    assert "verified at load" in sig.detail
+    names = {c.name for c in again.checks}
+    assert {"digest", "attestation_validity", "policy_digest", "revalidation", "policy"} <= names
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"now": NOW + timedelta(days=3650)}, {R.REVALIDATION_OVERDUE}),
+        ({"record_policy": "sha256:" + "9" * 64}, {R.POLICY_DIGEST_MISMATCH}),
+        ({"record_digest": "sha256:" + "8" * 64}, {R.DIGEST_MISMATCH}),
+        ({"stage": "Staging"}, {R.STAGE_NOT_ALLOWED}),
+        ({"revoked": True}, {R.REVOKED}),
+    ],
+)
+def test_redecision_denies_for_each_rule(signed, policy, changes, expected):
+    verified = _permit_outcome(signed, policy).verified
+    base = facts_for(signed, policy, verified=verified)
+    over = {}
+    if "record_policy" in changes:
+        over["policy_digest"] = changes["record_policy"]
+    if "record_digest" in changes:
+        over["artifact_digest"] = changes["record_digest"]
+    for key in ("stage", "revoked"):
+        if key in changes:
+            over[key] = changes[key]
+    facts = replace(base, record=replace(base.record, **over), now=changes.get("now", NOW))
+    decision = decide(facts, policy)
+    assert not decision.permitted
+    assert expected <= set(decision.reasons), decision.to_json()["reasons"]
+
+
+def test_redecision_rejudges_the_attestation_window(signed, policy, tmp_path):
+    """The attestation held in memory is re-verified against the clock of the refresh."""
+    from trustload.signing import attest
+
+    short = attest(
+        signed.model,
+        signed.key,
+        git_sha=GIT,
+        container_digest=CONTAINER,
+        dataset_snapshot=DATASET,
+        not_before=NOW - timedelta(days=1),
+        not_after=NOW + timedelta(hours=1),
+        out=tmp_path / "short.att.json",
+    )
+    first = facts_for(signed, policy, attestation=short.read_bytes())
+    from trustload.engine import evaluate
+
+    outcome = evaluate(first, policy)
+    assert outcome.decision.permitted, outcome.decision.to_json()["reasons"]
+    later = replace(first, now=NOW + timedelta(hours=2), verified=outcome.verified)
+    assert R.ATTESTATION_EXPIRED in decide(later, policy).reasons
+
+
+def test_one_fail_closed_wrapper_maps_a_crash_to_the_checks_own_code(signed, policy):
+    """An unexpected error inside a record check is that check's code on every path
+    (the gate's early checks and the engine run the same table through one wrapper)."""
+    from trustload.decision import checked, timed
+    from trustload.engine import record_facts
+    from trustload.errors import TrustloadError
+    from trustload.rules import RECORD_CHECKS, run_checks
+
+    def boom() -> CheckResult:
+        raise KeyError("surprise")
+
+    assert timed("stage", boom, R.STAGE_NOT_ALLOWED).code is R.STAGE_NOT_ALLOWED
+    assert timed("anything", boom).code is R.POLICY_DENY
+    empty = checked("attestation", R.ATTESTATION_INVALID, list)  # no verdict at all
+    assert [c.code for c in empty] == [R.ATTESTATION_INVALID]
+
+    def typed() -> CheckResult:
+        raise TrustloadError(R.REVOKED, "typed errors keep their code")
+
+    assert timed("stage", typed, R.STAGE_NOT_ALLOWED).code is R.REVOKED
+    facts = facts_for(signed, policy)
+    broken = replace(facts, record=replace(facts.record, card=None))  # card access crashes
+    results = {c.name: c for c in run_checks(RECORD_CHECKS, record_facts(broken, policy))}
+    for name, code, _ in RECORD_CHECKS:
+        if name in {"revalidation", "tenant", "purpose"}:
+            assert results[name].code is code, results[name]
+    assert decide(broken, policy).permitted is False

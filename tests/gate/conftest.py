@@ -88,6 +88,14 @@ def world(running_registry: RunningRegistry, tmp_path: Path) -> Iterator[World]:
     yield World(running_registry, running_registry.env, work)
 
 
+@pytest.fixture
+def prod(world: World) -> World:
+    """``risk@production`` -> version 1, Approved, signed and attested."""
+    world.publish("risk", "1")
+    world.release_to_prod("risk", "1")
+    return world
+
+
 @pytest.fixture(scope="module")
 def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One Registry per module (per xdist worker) with ``risk@production`` -> 1, for

@@ -63,14 +63,6 @@ def card(tenant: str = "A", purposes: tuple[str, ...] = ("credit_scoring",)) -> 
     }
 
 
-@pytest.fixture
-def prod(world: World) -> World:
-    """``risk@production`` -> version 1, Approved, signed and attested."""
-    world.publish("risk", "1")
-    world.release_to_prod("risk", "1")
-    return world
-
-
 def cache_is_empty(cfg: ClientFileConfig) -> bool:
     blobs = cfg.gate.cache_dir / "blobs" / "sha256"
     return not blobs.exists() or not any(blobs.iterdir())
@@ -199,6 +191,21 @@ def test_staging_is_denied_in_prod_and_allowed_in_staging(world: World) -> None:
     assert cache_is_empty(world.gate_cfg)
     staging = with_gate(world.gate_cfg, environment="staging")
     assert world.gate("risk@1", staging).decision.permitted
+
+
+def test_explicit_allowed_stages_for_an_unlisted_environment(world: World) -> None:
+    """A name outside the table works only with explicit ``allowed_stages``, which the
+    gate honours on every path (early checks, the engine, the policy input)."""
+    world.publish("risk", "1")  # Staging
+    strict = with_gate(world.gate_cfg, environment="prod-eu", allowed_stages=["Approved"])
+    assert codes(world.gate("risk@1", strict)) == ["STAGE_NOT_ALLOWED"]
+    loose = with_gate(
+        world.gate_cfg, environment="canary-eu", allowed_stages=["Staging", "Approved"]
+    )
+    result = world.gate("risk@1", loose)
+    assert result.decision.permitted, codes(result)
+    stage = next(c for c in result.decision.checks if c.name == "stage")
+    assert "canary-eu" in stage.detail
 
 
 @pytest.mark.postgres_ok

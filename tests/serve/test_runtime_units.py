@@ -1,4 +1,5 @@
-"""Pure pieces of the runtime: standing re-checks, healthy history, cached records."""
+"""Pure pieces of the runtime: the record checks a refresh re-runs, healthy history,
+cached records."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from trustload.client.api import parse_record
 from trustload.decision import ReasonCode
 from trustload.digests import FileEntry
 from trustload.errors import TrustloadError
-from trustload.facts import ModelCard, VersionRecord
+from trustload.facts import ModelCard, TrustedState, VersionRecord
+from trustload.rules import RECORD_CHECKS, RecordFacts, run_checks
 from trustload.serve.offline import record_document
-from trustload.serve.runtime import standing_checks
 from trustload.state import (
     forget_healthy,
     healthy_versions,
@@ -49,7 +50,9 @@ def _record(**over: object) -> VersionRecord:
         ({"stage": "Staging"}, "prod", [ReasonCode.STAGE_NOT_ALLOWED]),
         ({"stage": "Staging"}, "staging", []),
         ({"stage": "Archived"}, "staging", [ReasonCode.STAGE_NOT_ALLOWED]),
-        ({"artifact_digest": "sha256:" + "cd" * 32}, "prod", [ReasonCode.DIGEST_MISMATCH]),
+        ({"artifact_digest": "sha256:" + "cd" * 32}, "prod", [ReasonCode.DOWNGRADE_BLOCKED]),
+        ({"policy_digest": "sha256:" + "99" * 32}, "prod", [ReasonCode.POLICY_DIGEST_MISMATCH]),
+        ({"stage": "Staging"}, "qa", []),
         (
             {"revoked": True, "quarantined": True},
             "prod",
@@ -57,8 +60,28 @@ def _record(**over: object) -> VersionRecord:
         ),
     ],
 )
-def test_standing_checks(over: dict[str, object], env: str, expected: list[ReasonCode]) -> None:
-    codes = [c.code for c in standing_checks(_record(**over), env, DIGEST) if not c.ok]
+def test_record_checks_refresh_reruns(
+    over: dict[str, object], env: str, expected: list[ReasonCode]
+) -> None:
+    """The engine's one table of record checks, as a refresh runs it for the served
+    version (the runtime trusts exactly what it serves: a changed digest is a downgrade)."""
+    rec = _record(**over)
+    served = TrustedState("risk", env, "2", "production", 4, DIGEST)
+    facts = RecordFacts(
+        record=rec,
+        environment=env,
+        allowed_stages=None,
+        now=datetime(2026, 6, 1, tzinfo=UTC),
+        policy_digest="sha256:" + "11" * 32,  # the bundle loaded now
+        requester=None,
+        trusted_state=served,
+    )
+    codes = [
+        c.code
+        for c in run_checks(RECORD_CHECKS, facts)
+        if not c.ok and c.code is not ReasonCode.TENANT_MISMATCH
+        and c.code is not ReasonCode.PURPOSE_NOT_ALLOWED  # no requester in this table test
+    ]
     assert codes == expected
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustload.facts import VersionRecord
 from trustload.serve.loader import LoadedModel
+
+if TYPE_CHECKING:
+    from trustload.gate import Held
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class ActiveModel:
     model: LoadedModel
     decision: dict[str, Any]
     loaded_at: datetime
+    held: Held | None = None  # the admitting decision's evidence, for re-decisions
 
     @property
     def name(self) -> str:

@@ -37,8 +37,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trustload.audit import AuditLog
-from trustload.checks.revocation import check_quarantined, check_revoked
-from trustload.checks.stage import check_stage
 from trustload.config import ClientFileConfig
 from trustload.decision import (
     CheckResult,
@@ -51,7 +49,7 @@ from trustload.decision import (
 )
 from trustload.digests import FileEntry, digests_equal, parse_digest
 from trustload.errors import TrustloadError
-from trustload.facts import ModelRef, TrustedState, VersionRecord
+from trustload.facts import ModelRef, Requester, TrustedState, VersionRecord
 from trustload.metrics import Metrics
 from trustload.serve.active import ActiveModel
 from trustload.serve.loader import LoadedModel, load_verified
@@ -80,30 +78,6 @@ class StartupDenied(Exception):
     def __init__(self, decision: dict[str, Any]) -> None:
         super().__init__(", ".join(decision.get("reasons") or []) or "denied")
         self.decision = decision
-
-
-def standing_checks(
-    record: VersionRecord, environment: str, expected_digest: str | None = None
-) -> list[CheckResult]:
-    """Is this Registry record still servable? (R1.4, R2.3; pure.)
-
-    Used for the post-warm-up re-check and on every refresh of the current version.
-    ``expected_digest`` catches a record whose artifact changed under the same version.
-    """
-    checks = [
-        check_revoked(record.revoked, record.revoked_reason),
-        check_quarantined(record.quarantined, record.quarantine_reason),
-        check_stage(record.stage, environment),
-    ]
-    if expected_digest is not None and not digests_equal(record.artifact_digest, expected_digest):
-        checks.append(
-            CheckResult.failed(
-                "artifact_digest",
-                ReasonCode.DIGEST_MISMATCH,
-                f"Registry now pins {record.artifact_digest}, loaded {expected_digest}",
-            )
-        )
-    return checks
 
 
 _TRANSIENT = frozenset(
@@ -137,6 +111,18 @@ class _Memo:
             record.quarantined,
             record.alias_revision,
         )
+
+
+def _rollback_history(record: VersionRecord, served_digest: str) -> CheckResult:
+    """Rollback: the version must still pin the artifact this runtime served (R5)."""
+    if digests_equal(record.artifact_digest, served_digest):
+        return CheckResult.passed("rollback_history", f"served before as {served_digest}")
+    return CheckResult.failed(
+        "rollback_history",
+        ReasonCode.DOWNGRADE_BLOCKED,
+        f"version {record.version} now pins {record.artifact_digest}, "
+        f"served before as {served_digest}",
+    )
 
 
 class ServingRuntime:
@@ -309,39 +295,35 @@ class ServingRuntime:
         if result.decision.permitted and result.record is not None and offline is None:
             self._contact()
         if served_digest is not None and result.record is not None:
-            # Rollback: the version must still pin the artifact this runtime served.
-            same = digests_equal(result.record.artifact_digest, served_digest)
-            decision.checks.append(
-                CheckResult.passed("rollback_history", f"served before as {served_digest}")
-                if same
-                else CheckResult.failed(
-                    "rollback_history",
-                    ReasonCode.DOWNGRADE_BLOCKED,
-                    f"version {result.record.version} now pins {result.record.artifact_digest}, "
-                    f"served before as {served_digest}",
-                )
-            )
+            decision.checks.append(_rollback_history(result.record, served_digest))
         if not decision.permitted or result.record is None or result.layout is None:
             if not decision.checks:
                 decision.checks.append(
                     CheckResult.failed("gate", ReasonCode.POLICY_DENY, "gate returned no checks")
                 )
             return None, self._finish(decision, event, started)
-        record = result.record
+        loaded = self._load_and_warm(result, offline)
+        doc = self._finish(decision, event, started)
+        if loaded is None:
+            return None, doc
+        return ActiveModel(result.record, loaded, doc, utc_now(), result.held), doc
+
+    def _load_and_warm(
+        self, result: GateResult, offline: tuple[RegistryClient, str] | None
+    ) -> LoadedModel | None:
+        """Load the verified bytes, warm up, then decide again over the Registry's record;
+        every step is a check appended to the gate's decision (None: one failed)."""
+        record, layout = result.record, result.layout
+        assert record is not None and layout is not None
         files = result.files if result.files is not None else record.files
         if not files and record.kind == "file":
-            files = (FileEntry(result.layout.files[0][0], parse_digest(record.artifact_digest), 0),)
+            files = (FileEntry(layout.files[0][0], parse_digest(record.artifact_digest), 0),)
         loaded: list[LoadedModel] = []
 
         def load() -> CheckResult:
-            loaded.append(
-                load_verified(
-                    result.layout,  # type: ignore[arg-type]  # checked non-None above
-                    files,
-                    record.format or record.card.format,
-                    allow_pickle=self.config.gate.allow_pickle,
-                )
-            )
+            fmt = record.format or record.card.format
+            allow = self.config.gate.allow_pickle
+            loaded.append(load_verified(layout, files, fmt, allow_pickle=allow))
             return CheckResult.passed("load", f"{loaded[0].format} loaded from verified bytes")
 
         def warmup() -> CheckResult:
@@ -353,26 +335,7 @@ class ServingRuntime:
         def recheck() -> CheckResult:
             if offline is not None:
                 return CheckResult.passed("offline_start", offline[1])
-            fresh = self.client().get_version(record.name, record.version)
-            self._contact()
-            bad = [
-                c
-                for c in standing_checks(fresh, self.environment, record.artifact_digest)
-                if not c.ok
-            ]
-            if bad:
-                return CheckResult.failed(
-                    "registry_recheck", bad[0].code or ReasonCode.POLICY_DENY, bad[0].detail
-                )
-            if record.alias is not None:
-                target = self.client().resolve(record.name, record.alias)
-                if target.version != record.version:
-                    return CheckResult.failed(
-                        "registry_recheck",
-                        ReasonCode.POLICY_DENY,
-                        f"alias {record.alias} moved to {target.version} during warm-up",
-                    )
-            return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
+            return self._recheck_after_load(result)
 
         steps = (
             ("load", load),
@@ -381,12 +344,35 @@ class ServingRuntime:
         )
         for name, step in steps:
             check = timed(name, step)
-            decision.checks.append(check)
+            result.decision.checks.append(check)
             if not check.ok:
-                return None, self._finish(decision, event, started)
-        active = ActiveModel(record=record, model=loaded[0], decision={}, loaded_at=utc_now())
-        doc = self._finish(decision, event, started)
-        return ActiveModel(active.record, active.model, doc, active.loaded_at), doc
+                return None
+        return loaded[0]
+
+    def _recheck_after_load(self, result: GateResult) -> CheckResult:
+        """R9 chaos: the whole decision again over the record after warm-up (bytes held
+        in memory, nothing re-hashed), and the alias must still point here."""
+        from trustload.gate import recheck
+
+        record = result.record
+        assert record is not None
+        if result.held is None:
+            return CheckResult.failed(
+                "registry_recheck", ReasonCode.POLICY_DENY, "the gate held no verified evidence"
+            )
+        check = recheck(self.config, self.client(), result.held, "registry_recheck")
+        if not check.ok:
+            return check
+        self._contact()
+        if record.alias is not None:
+            target = self.client().resolve(record.name, record.alias)
+            if target.version != record.version:
+                return CheckResult.failed(
+                    "registry_recheck",
+                    ReasonCode.POLICY_DENY,
+                    f"alias {record.alias} moved to {target.version} during warm-up",
+                )
+        return CheckResult.passed("registry_recheck", "still in good standing after warm-up")
 
     def _finish(self, decision: Decision, event: Event, started: float) -> dict[str, Any]:
         if event is Event.ROLLBACK_EXECUTE:
@@ -559,7 +545,32 @@ class ServingRuntime:
             self._refresh_locked()
 
     def _refresh_locked(self) -> None:
+        """R3 on refresh: re-decide what is served, follow the reference, else roll back."""
         current = self._model
+        answer = self._ask_registry(current)
+        if answer is None:
+            if current is not None:
+                # No Registry answer: still re-decide what does not need one (the policy
+                # bundle on disk, the clock, the evidence), over the record it sent last.
+                self._redecide_current(current, current.record, None, offline=True)
+            return
+        target, standing, requester = answer
+        withdrawn: str | None = None
+        if current is not None and standing is not None:
+            withdrawn = self._redecide_current(current, standing, requester)
+            if withdrawn is not None:
+                current = None
+        moved = current is None or target.version != current.version
+        if moved and target.version != withdrawn and self._try_candidate(target):
+            return
+        if current is None and self._model is None and self._clock() >= self._next_rollback:
+            self._rollback_or_not_ready(target, withdrawn)
+
+    def _ask_registry(
+        self, current: ActiveModel | None
+    ) -> tuple[VersionRecord, VersionRecord | None, Requester] | None:
+        """The Registry's answer for our reference and for the served version (and who we
+        are now); None when it cannot be reached (staleness is then judged per request)."""
         try:
             target = self.client().resolve(self.ref.name, self.ref.ref)
             standing: VersionRecord | None = None
@@ -569,6 +580,7 @@ class ServingRuntime:
                     if target.version == current.version
                     else self.client().get_version(current.name, current.version)
                 )
+            requester = self.client().requester()
         except TrustloadError as exc:
             self.metrics.refresh_failures.labels(reason=str(exc.code)).inc()
             log.warning("refresh: Registry not reachable: %s", exc)
@@ -580,66 +592,93 @@ class ServingRuntime:
                     reason=str(ReasonCode.REGISTRY_UNAVAILABLE),
                     detail=f"no Registry contact for more than {self.config.gate.max_staleness}s",
                 )
-            return
+            return None
         self._contact()
         self._remember(target)
-        withdrawn: str | None = None
-        if current is not None and standing is not None:
-            bad = [
-                c
-                for c in standing_checks(standing, self.environment, current.artifact_digest)
-                if not c.ok
-            ]
-            if bad:
-                # Withdraw first: a revoked model is never served after this refresh.
-                self._publish(None)
-                codes = [str(c.code) for c in bad]
-                if standing.revoked:
-                    self._revoked_versions.add(standing.version)
-                if standing.revoked or standing.quarantined:
-                    forget_healthy(
-                        self.config.gate.state_dir, current.name, self.environment, current.version
-                    )
-                self._lifecycle(
-                    "serving_withdrawn",
-                    current.record,
-                    reasons=codes,
-                    detail="; ".join(c.detail for c in bad),
-                )
-                self.metrics.decisions.labels(
-                    event="serving_withdrawn", decision="deny", reason=codes[0]
-                ).inc()
-                withdrawn = current.version
-                current = None
-        if (current is None or target.version != current.version) and target.version != withdrawn:
-            key = _Memo.key(target)
-            if not self._denied.blocked(key, self._clock()):
-                active, doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
-                if active is not None:
-                    self._accept(active, advance_state=True)
-                    return
-                self._denied.remember(
-                    key, list(doc.get("reasons") or []), self._clock(), self._retry_after()
-                )
-                if target.revoked:
-                    self._revoked_versions.add(target.version)
-        if current is None and self._model is None and self._clock() >= self._next_rollback:
-            exclude = {target.version} if target.revoked or target.quarantined else set()
-            if withdrawn is not None:
-                exclude.add(withdrawn)
-            if self._rollback(exclude) is None:
-                # Retry the (expensive, audited) rollback pass with a back-off, not every
-                # interval; a changed Registry answer for our reference is tried at once.
-                self._next_rollback = self._clock() + self._retry_after()
-                if not self._not_ready_recorded:
-                    self._not_ready_recorded = True
-                    self._lifecycle(
-                        "serving_not_ready",
-                        None,
-                        reason="NO_HEALTHY_VERSION",
-                        detail="no candidate passed the gate and no previous version "
-                        "could be restored",
-                    )
+        return target, standing, requester
+
+    def _redecide_current(
+        self,
+        current: ActiveModel,
+        standing: VersionRecord,
+        requester: Requester | None,
+        *,
+        offline: bool = False,
+    ) -> str | None:
+        """The whole decision again for the served version (bytes held in memory, policy
+        bundle and clock as they are now). A denial withdraws it at once and returns its
+        version; the reasons go into the ``serving_withdrawn`` audit event."""
+        from trustload.gate import redecide
+
+        if current.held is None:
+            check = CheckResult.failed(
+                "redecide", ReasonCode.POLICY_DENY, "no verified evidence held for the model"
+            )
+            bad, codes = [check], [str(ReasonCode.POLICY_DENY)]
+        else:
+            decision = redecide(
+                self.config, current.held, standing, requester=requester, offline=offline
+            )
+            if decision.permitted:
+                return None
+            bad = [c for c in decision.checks if not c.ok]
+            codes = [str(code) for code in decision.reasons]
+        # Withdraw first: a model that fails the decision is never served after this refresh.
+        self._publish(None)
+        if standing.revoked:
+            self._revoked_versions.add(standing.version)
+        if standing.revoked or standing.quarantined:
+            forget_healthy(
+                self.config.gate.state_dir, current.name, self.environment, current.version
+            )
+        self._lifecycle(
+            "serving_withdrawn",
+            current.record,
+            reasons=codes,
+            detail="; ".join(c.detail for c in bad),
+            checks=[c.to_json() for c in bad],
+        )
+        self.metrics.decisions.labels(
+            event="serving_withdrawn", decision="deny", reason=codes[0]
+        ).inc()
+        return current.version
+
+    def _try_candidate(self, target: VersionRecord) -> bool:
+        """Gate, load and swap in the reference's target, unless an identical answer was
+        denied recently (not re-gated and re-audited every interval)."""
+        key = _Memo.key(target)
+        if self._denied.blocked(key, self._clock()):
+            return False
+        active, doc = self._attempt(self.ref, Event.STARTUP_PERMIT)
+        if active is not None:
+            self._accept(active, advance_state=True)
+            return True
+        self._denied.remember(
+            key, list(doc.get("reasons") or []), self._clock(), self._retry_after()
+        )
+        if target.revoked:
+            self._revoked_versions.add(target.version)
+        return False
+
+    def _rollback_or_not_ready(self, target: VersionRecord, withdrawn: str | None) -> None:
+        """Roll back to a previous healthy version that passes the full decision, else
+        record (once) that nothing is served."""
+        exclude = {target.version} if target.revoked or target.quarantined else set()
+        if withdrawn is not None:
+            exclude.add(withdrawn)
+        if self._rollback(exclude) is not None:
+            return
+        # Retry the (expensive, audited) rollback pass with a back-off, not every
+        # interval; a changed Registry answer for our reference is tried at once.
+        self._next_rollback = self._clock() + self._retry_after()
+        if not self._not_ready_recorded:
+            self._not_ready_recorded = True
+            self._lifecycle(
+                "serving_not_ready",
+                None,
+                reason="NO_HEALTHY_VERSION",
+                detail="no candidate passed the gate and no previous version could be restored",
+            )
 
     def _retry_after(self) -> float:
         return max(30.0, 10 * float(self.config.serve.refresh_interval))
