@@ -95,6 +95,8 @@ class GateConfig(_Strict):
     state_dir: Path = Path("state")
     audit_log: Path = Path("audit.jsonl")
     trusted_keys: list[Path] = Field(default_factory=list)
+    # Optional: keys that sign attestations only; then trusted_keys sign models only.
+    attestation_keys: list[Path] = Field(default_factory=list)
     certificate_identity: str | None = None
     certificate_oidc_issuer: str | None = None
     trusted_root: Path | None = None
@@ -118,6 +120,23 @@ class GateConfig(_Strict):
         return self
 
     allow_pickle: bool = False
+    # An attestation without notAfter is ATTESTATION_INVALID. None: true in prod/production.
+    require_attestation_window: bool | None = None
+
+    @model_validator(mode="after")
+    def _pinned_ca_identity(self) -> GateConfig:
+        # A private CA without a pinned leaf identity would admit any leaf it ever issued.
+        if self.ca_certs and not self.certificate_identity:
+            raise ValueError(
+                "ca_certs needs certificate_identity: a CA without a pinned leaf identity "
+                "would trust every certificate it ever issued"
+            )
+        return self
+
+    def attestation_window_required(self) -> bool:
+        if self.require_attestation_window is not None:
+            return self.require_attestation_window
+        return self.environment.strip().lower() in ("prod", "production")
 
 
 class ServeConfig(_Strict):

@@ -22,7 +22,7 @@ from tests.support.registry import DevEnv, RunningRegistry
 from trustload.cache import BlobCache
 from trustload.client.api import RegistryClient
 from trustload.config import ClientFileConfig, load_client_config
-from trustload.decision import Event, ReasonCode
+from trustload.decision import Decision, Event, ReasonCode
 from trustload.digests import ModelLayout, format_digest, manifest_bytes, measure_layout
 from trustload.errors import TrustloadError
 from trustload.facts import VersionRecord
@@ -274,3 +274,10 @@ def assert_http_refused(response: Any, status: int, *, log: str) -> None:
     body = response.json()
     assert set(body) == {"error"} and isinstance(body["error"], str), body
     assert "Traceback" not in log, log[-4000:]
+
+
+def assert_decision_denied(decision: Decision, *codes: ReasonCode) -> Decision:
+    """A decision without a Registry (``verify-files``) denied with exactly ``codes``."""
+    assert not decision.permitted, decision.to_json()
+    assert set(decision.reasons) == set(codes), decision.to_json()["reasons"]
+    return decision

@@ -93,7 +93,7 @@ def check_attestation(
     if envelope is None or len(envelope.strip()) == 0:
         return [CheckResult.failed(CHECK, ReasonCode.ATTESTATION_MISSING, "no attestation")], None
     try:
-        statement, prov, signer = verify_statement(envelope, anchors, now=now)
+        statement, prov, signer = verify_statement(envelope, anchors.for_attestations(), now=now)
     except TrustloadError as exc:
         code = (
             exc.code

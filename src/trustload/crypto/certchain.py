@@ -175,6 +175,10 @@ def verify_chain(
             raise SignatureError("leaf certificate is not for code signing")
     except x509.ExtensionNotFound:
         pass
+    if not identity:
+        # Fail closed even if a caller skipped the config check: "any leaf this CA ever
+        # issued" is not an identity.
+        raise SignatureError("no certificate_identity is pinned for the configured CA")
     signer = match_identity(leaf, identity, issuer)
     try:
         key = check_public_key(leaf.public_key())
