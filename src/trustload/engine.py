@@ -91,6 +91,7 @@ class GateFacts:
     pre_checks: tuple[CheckResult, ...] = ()  # results an adapter already produced
     require_change_ticket: bool = False
     require_attestation: bool | None = None  # None: required iff a record is present
+    require_attestation_window: bool = False  # an attestation without notAfter is invalid
 
 
 def _guard(name: str, code: ReasonCode, fn: Callable[[], CheckResult]) -> CheckResult:
@@ -435,6 +436,7 @@ def decide(facts: GateFacts, policy: PolicyLike) -> Decision:
                 expect=expect,
                 now=facts.now,
                 clock_skew=facts.clock_skew,
+                require_window=facts.require_attestation_window,
             )
             att_checks = list(results)
             if not att_checks:

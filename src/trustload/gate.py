@@ -590,6 +590,7 @@ def _run(
             trusted_state=trusted,
             pre_checks=(*checks, download),
             require_change_ticket=gate.require_change_ticket,
+            require_attestation_window=gate.attestation_window_required(),
         )
         decision = decide(facts, engine)
         if image_digest is not None:

@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from trustload.signing import attest_bytes, sign_layout_bundle
 GIT_SHA = "1" * 40
 CONTAINER = "sha256:" + "c" * 64
 DATASET = "ds-2026-11"
+REVALIDATE_BY = datetime(2099, 1, 1, tzinfo=UTC)  # the cards' revalidate_by
 
 
 def with_registry(cfg: ClientFileConfig, **update: Any) -> ClientFileConfig:
@@ -122,6 +123,7 @@ class Arena:
             git_sha=att.pop("git_sha", GIT_SHA),
             container_digest=att.pop("container_digest", CONTAINER),
             dataset_snapshot=att.pop("dataset_snapshot", DATASET),
+            not_after=att.pop("not_after", REVALIDATE_BY),  # as `trustload publish` does
             **att,
         )
         return Signed(layout, bundle, attestation)
