@@ -37,6 +37,7 @@ class DevTokenConfig(_Strict):
     domain: str | None = None
     role: Literal["consumer", "publisher", "admin"] = "consumer"
     ttl: int = 300
+    bind_cert: Path | None = None  # mint tokens bound to this certificate (cnf.x5t#S256)
 
 
 class RegistryClientConfig(_Strict):
@@ -166,9 +167,21 @@ class OIDCConfig(_Strict):
     audience: str
     jwks_file: Path | None = None
     jwks_url: str | None = None
+    # The CA bundle that vouches for jwks_url's TLS certificate; never the system store.
+    jwks_ca: Path | None = None
     algorithms: list[str] = Field(default_factory=lambda: ["ES256", "RS256"])
     max_token_lifetime: int = 3600
     leeway: int = 30
+    # RFC 8705: refuse tokens without cnf.x5t#S256 bound to the client certificate.
+    require_bound_tokens: bool = False
+
+    @model_validator(mode="after")
+    def _jwks_trust(self) -> OIDCConfig:
+        # The key set decides who may call the Registry: whoever can answer for its URL
+        # must be vouched for by a CA chosen for it, not any CA of the system store.
+        if self.jwks_url is not None and self.jwks_ca is None:
+            raise ValueError("jwks_url needs jwks_ca (the CA bundle that signs its certificate)")
+        return self
 
 
 class DevIssuerConfig(_Strict):
