@@ -208,6 +208,24 @@ def test_confusion_role_attestation_key_signs_model(arena: Arena, gate: Gate) ->
     )
 
 
+def test_confusion_role_attestation_replayed_as_model_signature(arena: Arena, gate: Gate) -> None:
+    """The model's genuine provenance attestation (by the attestation key) is offered as its
+    signature: a generic in-toto statement naming the file would count, but with roles
+    apart only a model key's signature does.
+
+    Attack: signature / key-role confusion
+    """
+    att_key, cfg = _roles(arena, gate)
+    path = arena.model_file()
+    name = arena.name()
+    signed = arena.sign(path, att_key=att_key)
+    arena.publish(name, "1", path, signed=signed, signature=signed.attestation)
+    result = assert_denied(
+        gate.run(f"{name}@production", cfg), ReasonCode.SIGNATURE_INVALID, cache_dir=gate.cache_dir
+    )
+    assert next(c for c in result.decision.checks if c.name == "attestation").ok
+
+
 def test_confusion_role_shared_key_is_config_error(arena: Arena, gate: Gate) -> None:
     """One key in both roles defeats the separation: a configuration error, not a default."""
     cfg = with_gate(gate.cfg, attestation_keys=[arena.env.signing_pub])
