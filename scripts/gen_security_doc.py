@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
 DOC = ROOT / "docs" / "security.md"
-ASSERTIONS = frozenset({"assert_denied", "assert_load_refused", "assert_withdrawn"})
+ASSERTIONS = frozenset(
+    {"assert_denied", "assert_load_refused", "assert_withdrawn", "assert_decision_denied"}
+)
 HTTP_ASSERTION = "assert_http_refused"
 
 

@@ -37,6 +37,7 @@ class DevTokenConfig(_Strict):
     domain: str | None = None
     role: Literal["consumer", "publisher", "admin"] = "consumer"
     ttl: int = 300
+    bind_cert: Path | None = None  # mint tokens bound to this certificate (cnf.x5t#S256)
 
 
 class RegistryClientConfig(_Strict):
@@ -95,6 +96,8 @@ class GateConfig(_Strict):
     state_dir: Path = Path("state")
     audit_log: Path = Path("audit.jsonl")
     trusted_keys: list[Path] = Field(default_factory=list)
+    # Optional: keys that sign attestations only; then trusted_keys sign models only.
+    attestation_keys: list[Path] = Field(default_factory=list)
     certificate_identity: str | None = None
     certificate_oidc_issuer: str | None = None
     trusted_root: Path | None = None
@@ -135,6 +138,24 @@ class GateConfig(_Strict):
 
         return allowed_stages_for(self.environment, self.allowed_stages)
 
+    # An attestation without notAfter is ATTESTATION_INVALID. None: true in prod/production.
+    require_attestation_window: bool | None = None
+
+    @model_validator(mode="after")
+    def _pinned_ca_identity(self) -> GateConfig:
+        # A private CA without a pinned leaf identity would admit any leaf it ever issued.
+        if self.ca_certs and not self.certificate_identity:
+            raise ValueError(
+                "ca_certs needs certificate_identity: a CA without a pinned leaf identity "
+                "would trust every certificate it ever issued"
+            )
+        return self
+
+    def attestation_window_required(self) -> bool:
+        if self.require_attestation_window is not None:
+            return self.require_attestation_window
+        return self.environment.strip().lower() in ("prod", "production")
+
 
 class ServeConfig(_Strict):
     listen: str = "127.0.0.1:8080"
@@ -163,9 +184,21 @@ class OIDCConfig(_Strict):
     audience: str
     jwks_file: Path | None = None
     jwks_url: str | None = None
+    # The CA bundle that vouches for jwks_url's TLS certificate; never the system store.
+    jwks_ca: Path | None = None
     algorithms: list[str] = Field(default_factory=lambda: ["ES256", "RS256"])
     max_token_lifetime: int = 3600
     leeway: int = 30
+    # RFC 8705: refuse tokens without cnf.x5t#S256 bound to the client certificate.
+    require_bound_tokens: bool = False
+
+    @model_validator(mode="after")
+    def _jwks_trust(self) -> OIDCConfig:
+        # The key set decides who may call the Registry: whoever can answer for its URL
+        # must be vouched for by a CA chosen for it, not any CA of the system store.
+        if self.jwks_url is not None and self.jwks_ca is None:
+            raise ValueError("jwks_url needs jwks_ca (the CA bundle that signs its certificate)")
+        return self
 
 
 class DevIssuerConfig(_Strict):

@@ -161,6 +161,7 @@ class _Canary:
     def publish(self, version: str, data: bytes, *, flip_one_byte: bool = False) -> None:
         """Sign and attest ``data``; with ``flip_one_byte`` upload bytes that differ by
         one byte from what was signed and attested (the R9 negative test)."""
+        from trustload.cli.publish import revalidation_deadline
         from trustload.digests import ModelLayout, format_digest, sha256_file
         from trustload.signing import attest_bytes, sign_layout_bundle
 
@@ -176,6 +177,7 @@ class _Canary:
             git_sha=CANARY_GIT_SHA,
             container_digest=self.container_digest,
             dataset_snapshot=CANARY_DATASET,
+            not_after=revalidation_deadline(self.card),
             password=self.password,
         )
         served = bytearray(data)

@@ -106,6 +106,7 @@ class GateFacts:
     require_change_ticket: bool = False
     require_attestation: bool | None = None  # None: required iff a record is present
     verified: Verified | None = None  # a re-decision over bytes already verified in memory
+    require_attestation_window: bool = False  # an attestation without notAfter is invalid
 
 
 def _code_of(message: str) -> ReasonCode | None:
@@ -475,6 +476,7 @@ def _attestation_step(
             expect=_merge_expectations(facts.expect, record),
             now=facts.now,
             clock_skew=facts.clock_skew,
+            require_window=facts.require_attestation_window,
         )
         box.append(att_facts)
         return results

@@ -7,7 +7,7 @@ them. The Registry's JSON record maps one-to-one onto :class:`VersionRecord`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +108,16 @@ class TrustAnchors:
     ca_intermediates: tuple[bytes, ...] = ()  # PEM, untrusted path-building help
     rekor_keys: tuple[bytes, ...] = ()  # PEM; any given makes a Rekor SET required (cosign)
     require_key_tlog: bool = False  # key mode: a log entry must be present and verify
+    # Keys that sign attestations only ([gate] attestation_keys). When set, attestations
+    # verify with these and model signatures with ``public_keys`` only, so a signature
+    # made in one role never counts in the other.
+    attestation_keys: tuple[bytes, ...] = ()
+
+    def for_attestations(self) -> TrustAnchors:
+        """The anchors an attestation is verified against (its own keys when configured)."""
+        if not self.attestation_keys:
+            return self
+        return replace(self, public_keys=self.attestation_keys, attestation_keys=())
 
 
 @dataclass(frozen=True)

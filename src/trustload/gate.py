@@ -187,8 +187,12 @@ def _read_bounded(path: Path, limit: int, what: str) -> bytes:
 
 
 def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
+    from trustload.crypto.verify import check_key_roles
+
     gate = config.gate
-    return TrustAnchors(
+    if gate.ca_certs and not gate.certificate_identity:
+        raise UsageError("[gate] ca_certs needs certificate_identity (the pinned leaf identity)")
+    anchors = TrustAnchors(
         public_keys=tuple(
             _read_bounded(k, MAX_KEY_BYTES, "trusted key") for k in gate.trusted_keys
         ),
@@ -201,7 +205,12 @@ def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
         ),
         rekor_keys=tuple(_read_bounded(k, MAX_KEY_BYTES, "Rekor key") for k in gate.rekor_keys),
         require_key_tlog=bool(gate.rekor_keys),
+        attestation_keys=tuple(
+            _read_bounded(k, MAX_KEY_BYTES, "attestation key") for k in gate.attestation_keys
+        ),
     )
+    check_key_roles(anchors)
+    return anchors
 
 
 @dataclass
@@ -553,6 +562,7 @@ def _download_and_decide(
             allowed_stages=_stages(gate),
             pre_checks=(*flow.checks, download),
             require_change_ticket=gate.require_change_ticket,
+            require_attestation_window=gate.attestation_window_required(),
         )
         outcome = evaluate(facts, engine)
         decision = outcome.decision

@@ -10,7 +10,13 @@ Verification is the Registry's first gate after mTLS. What it refuses, and why:
 * a token whose lifetime ``exp - iat`` exceeds ``max_token_lifetime`` is refused:
   only short-lived tokens are accepted, a stolen long-lived token is useless;
 * trustload claims (``tenant_id``, ``purpose``, ``domain``, ``role``) must be well
-  typed; a missing role means ``consumer``.
+  typed; a missing role means ``consumer``;
+* a sender-constrained token (RFC 8705, ``cnf.x5t#S256``) is accepted only over a
+  connection whose client certificate has that SHA-256 thumbprint, so a stolen token
+  is useless without the workload's private key; ``require_bound_tokens`` refuses
+  unbound ones;
+* a JWKS fetched from ``jwks_url`` is trusted only through ``jwks_ca``, never the
+  system trust store.
 
 Claim names are documented in docs/registry-api.md ("Token claims").
 """
@@ -62,6 +68,28 @@ class Claims:
     issued_at: int
     expires_at: int
     jti: str | None = None
+    x5t_s256: str | None = None  # cnf.x5t#S256: the certificate the token is bound to
+
+
+def cert_thumbprint(cert: bytes) -> str:
+    """RFC 8705 ``x5t#S256``: base64url (no padding) SHA-256 of the DER certificate.
+
+    Accepts PEM or DER bytes, so a PEM file and ``getpeercert(binary_form=True)``
+    give the same value.
+    """
+    import base64
+    import hashlib
+    import ssl
+
+    der = ssl.PEM_cert_to_DER_cert(cert.decode("ascii")) if cert.lstrip()[:5] == b"-----" else cert
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
+
+
+def thumbprint_of_file(path: Path) -> str:
+    try:
+        return cert_thumbprint(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read certificate {path}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- issuer
@@ -120,8 +148,10 @@ def mint_token(
     domain: str | None,
     role: str,
     ttl: int,
+    bind_x5t: str | None = None,
 ) -> str:
-    """A short-lived workload token from the dev issuer (production uses a real IdP)."""
+    """A short-lived workload token from the dev issuer (production uses a real IdP);
+    ``bind_x5t`` binds it to a client certificate (RFC 8705 ``cnf.x5t#S256``)."""
     if role not in ROLES:
         raise UsageError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if ttl <= 0:
@@ -143,6 +173,8 @@ def mint_token(
     }
     if domain is not None:
         claims["domain"] = domain
+    if bind_x5t is not None:
+        claims["cnf"] = {"x5t#S256": bind_x5t}
     return sign_claims(issuer, claims)
 
 
@@ -165,6 +197,7 @@ def mint_from_dev_token(cfg: DevTokenConfig) -> str:
         domain=cfg.domain,
         role=cfg.role,
         ttl=cfg.ttl,
+        bind_x5t=None if cfg.bind_cert is None else thumbprint_of_file(cfg.bind_cert),
     )
 
 
@@ -225,14 +258,25 @@ class TokenVerifier:
             return self._fetch_url(self.cfg.jwks_url)
         raise UsageError("oidc needs jwks_file or jwks_url")
 
-    @staticmethod
-    def _fetch_url(url: str) -> dict[str, jwt.PyJWK]:
+    def _fetch_url(self, url: str) -> dict[str, jwt.PyJWK]:
+        import ssl
+
         import httpx
 
         if not url.startswith("https://"):
             raise UsageError(f"oidc.jwks_url must be https: {url}")
+        if self.cfg.jwks_ca is None:
+            raise UsageError("oidc.jwks_url needs oidc.jwks_ca")
         try:
-            with httpx.Client(timeout=5.0, follow_redirects=False) as client:
+            # Only the configured CA: create_default_context(cafile=...) loads no system roots.
+            ctx = ssl.create_default_context(cafile=str(self.cfg.jwks_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load oidc.jwks_ca {self.cfg.jwks_ca}: {exc}") from exc
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            with httpx.Client(
+                timeout=5.0, follow_redirects=False, verify=ctx, trust_env=False
+            ) as client:
                 resp = client.get(url)
                 resp.raise_for_status()
                 return _parse_jwks(resp.content, url)
@@ -258,8 +302,14 @@ class TokenVerifier:
             raise TokenError("token signed by an unknown key")
         return key
 
-    def verify(self, token: str, *, now: float | None = None) -> Claims:
-        """Return the verified claims, or raise :class:`TokenError` (AUTH_FAILED)."""
+    def verify(
+        self, token: str, *, now: float | None = None, peer_x5t: str | None = None
+    ) -> Claims:
+        """Return the verified claims, or raise :class:`TokenError` (AUTH_FAILED).
+
+        ``peer_x5t`` is the ``x5t#S256`` of the connection's client certificate: a bound
+        token must match it (and without it a bound token is refused).
+        """
         if not token or len(token) > MAX_TOKEN_BYTES:
             raise TokenError("token missing or too large")
         try:
@@ -296,7 +346,22 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"token refused: {exc}") from exc
-        return self._claims(claims, now if now is not None else time.time())
+        verified = self._claims(claims, now if now is not None else time.time())
+        self._check_binding(verified, peer_x5t)
+        return verified
+
+    def _check_binding(self, claims: Claims, peer_x5t: str | None) -> None:
+        import hmac
+
+        if claims.x5t_s256 is None:
+            if self.cfg.require_bound_tokens:
+                raise TokenError(
+                    "token is not bound to a client certificate (cnf.x5t#S256), "
+                    "and oidc.require_bound_tokens is set"
+                )
+            return
+        if peer_x5t is None or not hmac.compare_digest(claims.x5t_s256.encode(), peer_x5t.encode()):
+            raise TokenError("token is bound to another client certificate (cnf.x5t#S256)")
 
     def _claims(self, c: dict[str, Any], now: float) -> Claims:
         iat, exp = c.get("iat"), c.get("exp")
@@ -325,6 +390,7 @@ class TokenVerifier:
         if role not in ROLES:
             raise TokenError(f"unknown role {role!r:.40}")
         jti = c.get("jti")
+        x5t = _confirmation(c)
         return Claims(
             sub=sub,
             tenant_id=tenant,
@@ -335,4 +401,19 @@ class TokenVerifier:
             issued_at=iat,
             expires_at=exp,
             jti=jti if isinstance(jti, str) else None,
+            x5t_s256=x5t,
         )
+
+
+def _confirmation(c: dict[str, Any]) -> str | None:
+    """The ``cnf.x5t#S256`` of a token; any other or malformed confirmation is refused,
+    because a binding the Registry cannot check must not be silently ignored."""
+    if "cnf" not in c:
+        return None
+    cnf = c["cnf"]
+    if not isinstance(cnf, dict) or set(cnf) != {"x5t#S256"}:
+        raise TokenError("token cnf claim must hold exactly x5t#S256 (RFC 8705)")
+    x5t = cnf["x5t#S256"]
+    if not isinstance(x5t, str) or not (20 <= len(x5t) <= 64):
+        raise TokenError("token cnf.x5t#S256 is not a SHA-256 thumbprint")
+    return x5t

@@ -5,6 +5,9 @@ One JSON file per model and environment under ``state_dir``. It is written with
 a SIGKILL leaves either the old or the new state, never a torn one. A state file that
 does not parse is an error, not an empty state: forgetting what we trusted would
 re-open the door to a rollback attack.
+
+A writer killed before its rename leaves only an orphan temp file; the next start
+(:func:`load_state`) removes those whose writer is gone (:func:`remove_orphan_parts`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from trustload.decision import ReasonCode
 from trustload.errors import TrustloadError
 from trustload.facts import TrustedState
-from trustload.fsutil import atomic_write_bytes
+from trustload.fsutil import atomic_write_bytes, remove_orphan_parts
 
 
 def _state_path(state_dir: Path, model: str, environment: str) -> Path:
@@ -25,6 +28,7 @@ def _state_path(state_dir: Path, model: str, environment: str) -> Path:
 
 
 def load_state(state_dir: Path, model: str, environment: str) -> TrustedState | None:
+    remove_orphan_parts(state_dir)
     path = _state_path(state_dir, model, environment)
     try:
         raw = path.read_bytes()

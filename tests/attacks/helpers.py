@@ -14,7 +14,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from tests.support.registry import DevEnv, RunningRegistry
 from trustload.cache import BlobCache
 from trustload.client.api import RegistryClient
 from trustload.config import ClientFileConfig, load_client_config
-from trustload.decision import Event, ReasonCode
+from trustload.decision import Decision, Event, ReasonCode
 from trustload.digests import ModelLayout, format_digest, manifest_bytes, measure_layout
 from trustload.errors import TrustloadError
 from trustload.facts import VersionRecord
@@ -32,6 +32,7 @@ from trustload.signing import attest_bytes, sign_layout_bundle
 GIT_SHA = "1" * 40
 CONTAINER = "sha256:" + "c" * 64
 DATASET = "ds-2026-11"
+REVALIDATE_BY = datetime(2099, 1, 1, tzinfo=UTC)  # the cards' revalidate_by
 
 
 def with_registry(cfg: ClientFileConfig, **update: Any) -> ClientFileConfig:
@@ -122,6 +123,7 @@ class Arena:
             git_sha=att.pop("git_sha", GIT_SHA),
             container_digest=att.pop("container_digest", CONTAINER),
             dataset_snapshot=att.pop("dataset_snapshot", DATASET),
+            not_after=att.pop("not_after", REVALIDATE_BY),  # as `trustload publish` does
             **att,
         )
         return Signed(layout, bundle, attestation)
@@ -274,3 +276,10 @@ def assert_http_refused(response: Any, status: int, *, log: str) -> None:
     body = response.json()
     assert set(body) == {"error"} and isinstance(body["error"], str), body
     assert "Traceback" not in log, log[-4000:]
+
+
+def assert_decision_denied(decision: Decision, *codes: ReasonCode) -> Decision:
+    """A decision without a Registry (``verify-files``) denied with exactly ``codes``."""
+    assert not decision.permitted, decision.to_json()
+    assert set(decision.reasons) == set(codes), decision.to_json()["reasons"]
+    return decision

@@ -8,7 +8,9 @@ code runs unmodified up to that point; SIGKILL leaves no chance to clean up):
 * ``cache-write``: after the first chunk of a blob download reached the partial file;
 * ``cache-rename``: when the verified partial is about to be renamed to its final name;
 * ``state-fsync``: when the new trusted state's temp file is written and about to be fsync'd;
-* ``state-rename``: when that temp file is about to replace the trusted state.
+* ``state-rename``: when that temp file is about to replace the trusted state;
+* ``audit-write``: half-way through writing the decision's line to the audit log (the
+  optional 6th argument names the log; the line is left torn, without its newline).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _die() -> None:
@@ -30,8 +33,41 @@ def _fd_name(fd: int) -> str:
         return ""
 
 
+class _TearingFile:
+    """The audit log's file object, writing only half of the next line before dying."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, data: bytes) -> int:
+        self._inner.write(data[: len(data) // 2])
+        self._inner.flush()
+        os.fsync(self._inner.fileno())
+        _die()
+        return 0  # never reached
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __enter__(self) -> _TearingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.close()
+
+
 def arm(mode: str) -> None:
     import trustload.cache as cache
+
+    if mode == "audit-write":
+        real_fdopen = os.fdopen
+
+        def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+            inner = real_fdopen(fd, *args, **kwargs)
+            return _TearingFile(inner) if _fd_name(fd).endswith(".jsonl") else inner
+
+        os.fdopen = fdopen  # type: ignore[assignment]
+        return
 
     if mode == "cache-write":
         original = cache._write_all
@@ -64,6 +100,7 @@ def arm(mode: str) -> None:
 
 def main() -> None:
     gate_toml, ref, cache_dir, state_dir, mode = sys.argv[1:6]
+    audit_log = sys.argv[6] if len(sys.argv) > 6 else None
     from trustload.config import load_client_config
     from trustload.gate import run_gate
 
@@ -72,11 +109,12 @@ def main() -> None:
         update={
             "gate": cfg.gate.model_copy(
                 update={"cache_dir": Path(cache_dir), "state_dir": Path(state_dir)}
+                | ({"audit_log": Path(audit_log)} if audit_log else {})
             )
         }
     )
     arm(mode)
-    result = run_gate(cfg, ref, record_audit=False)
+    result = run_gate(cfg, ref, record_audit=audit_log is not None)
     print("permit" if result.decision.permitted else "deny")  # reached only if never killed
 
 

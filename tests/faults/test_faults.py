@@ -198,14 +198,17 @@ def test_gate_sigkilled_while_writing_trusted_state(arena: Arena, gate: Gate, mo
     arena.publish(name, "2", arena.model_file())
     proc = crash(gate, f"{name}@production", mode)
     assert proc.returncode == -9, proc.stderr + proc.stdout
+    orphans = [p.name for p in state_dir.iterdir() if p.name.endswith(".part")]
+    assert orphans, "the kill left no temp file: the test would prove nothing"
     assert load_state(state_dir, name, "prod") == before  # intact, parseable, unchanged
     next_start_is_clean(gate, f"{name}@production")
     after = load_state(state_dir, name, "prod")
     assert after is not None and after.version == "2"
-    # An orphaned temp file of the killed writer may remain (".trusted-*.part"); only the
-    # final name is ever read, and there is exactly one, complete and parseable.
+    # Only the final name is ever read, and there is exactly one, complete and parseable;
+    # the killed writer's temp file (".trusted-*.part") was removed by the next start.
     finals = [p for p in state_dir.iterdir() if p.name.startswith("trusted-")]
     assert len(finals) == 1 and json.loads(finals[0].read_text())["version"] == "2"
+    assert not [p.name for p in state_dir.iterdir() if p.name.endswith(".part")]
 
 
 # ------------------------------------------------------------ shared cache

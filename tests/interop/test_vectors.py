@@ -98,12 +98,20 @@ DETAIL_HINT: dict[str, str] = {
 }
 
 
+# A private CA is trusted only with a pinned leaf identity (issue 8): the vector names
+# none, so pin the one its leaf carries. Without the pin it must be denied.
+PINNED_CA_IDENTITY: dict[str, str] = {"model-transparency/v1.1.0-certificate": "intermediate-ca"}
+
+
 def _anchors(case: dict[str, Any]) -> TrustAnchors:
+    identity = case["identity"]
+    if identity is None and case["ca_certs"]:
+        identity = PINNED_CA_IDENTITY[case["id"]]
     return TrustAnchors(
         public_keys=tuple(
             [(INTEROP / case["public_key"]).read_bytes()] if case["public_key"] else []
         ),
-        certificate_identity=case["identity"],
+        certificate_identity=identity,
         certificate_oidc_issuer=case["issuer"],
         trusted_root=(INTEROP / case["trusted_root"]) if case["trusted_root"] else None,
         ca_certs=tuple((INTEROP / p).read_bytes() for p in case["ca_certs"]),

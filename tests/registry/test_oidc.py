@@ -7,6 +7,7 @@ import json
 import ssl
 import threading
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -60,7 +61,6 @@ def jwks_server(dev_env, monkeypatch):
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("SSL_CERT_FILE", str(dev_env.ca))
     try:
         yield f"https://127.0.0.1:{server.server_address[1]}/jwks.json", state
     finally:
@@ -68,11 +68,12 @@ def jwks_server(dev_env, monkeypatch):
         server.server_close()
 
 
-def test_jwks_url_and_rotation(jwks_server):
+def test_jwks_url_and_rotation(jwks_server, dev_env):
     url, state = jwks_server
+    ca = dev_env.ca
     old, new = new_key(), new_key()
     state["doc"] = json.dumps(jwks_document(old, "k1")).encode()
-    verifier = TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_url=url))
+    verifier = TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_url=url, jwks_ca=ca))
     assert verifier.verify(jwt.encode(_claims(), old, "ES256", headers={"kid": "k1"})).sub == "w"
 
     # The IdP rotates: a token with the new kid triggers one (rate-limited) refetch.
@@ -86,7 +87,44 @@ def test_jwks_url_and_rotation(jwks_server):
 
 def test_jwks_url_must_be_https():
     with pytest.raises(UsageError):
-        TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_url="http://idp.example/jwks"))
+        TokenVerifier(
+            OIDCConfig(
+                issuer=ISS, audience=AUD, jwks_url="http://idp.example/jwks", jwks_ca=Path("x")
+            )
+        )
+
+
+def test_jwks_url_trusts_only_jwks_ca(jwks_server, dev_env, tmp_path, monkeypatch):
+    """The JWKS endpoint's certificate (signed by the dev CA) is trusted through
+    ``[oidc] jwks_ca`` only: another CA there is refused even when the process-wide
+    trust store (SSL_CERT_FILE) would vouch for it, and no jwks_ca is a config error."""
+    from trustload.config import load_registry_config
+    from trustload.pki import new_ca
+
+    url, state = jwks_server
+    key = new_key()
+    state["doc"] = json.dumps(jwks_document(key, "k1")).encode()
+    monkeypatch.setenv("SSL_CERT_FILE", str(dev_env.ca))  # the "system store" trusts it
+    other = tmp_path / "other-ca.pem"
+    new_ca("some other CA").write(other, tmp_path / "other-ca.key")
+    with pytest.raises(UsageError, match="cannot fetch JWKS"):
+        TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_url=url, jwks_ca=other))
+    ok = TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_url=url, jwks_ca=dev_env.ca))
+    assert ok.verify(jwt.encode(_claims(), key, "ES256", headers={"kid": "k1"})).sub == "w"
+
+    text = dev_env.registry_config.read_text()
+    assert 'jwks_file = "oidc/jwks.json"' in text
+    no_ca = tmp_path / "registry-no-ca.toml"
+    no_ca.write_text(text.replace('jwks_file = "oidc/jwks.json"', f'jwks_url = "{url}"'))
+    with pytest.raises(UsageError, match="jwks_ca"):
+        load_registry_config(no_ca)
+    with_ca = tmp_path / "registry-ca.toml"
+    with_ca.write_text(
+        text.replace(
+            'jwks_file = "oidc/jwks.json"', f'jwks_url = "{url}"\njwks_ca = "{dev_env.ca}"'
+        )
+    )
+    assert load_registry_config(with_ca).oidc.jwks_ca == dev_env.ca
 
 
 def test_rs256_and_key_type_pinning(tmp_path):
@@ -125,3 +163,40 @@ def test_unusable_jwks_is_a_usage_error(tmp_path, doc):
     path.write_bytes(doc)
     with pytest.raises(UsageError):
         TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_file=path))
+
+
+def test_bound_token_confirmation_is_checked(tmp_path):
+    """RFC 8705 in the verifier: a bound token needs the matching peer thumbprint; a
+    confirmation method the Registry cannot check is refused, never ignored."""
+    from trustload.oidc import cert_thumbprint
+    from trustload.pki import new_ca
+
+    key = new_key()
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks_document(key, "k1")))
+    verifier = TokenVerifier(OIDCConfig(issuer=ISS, audience=AUD, jwks_file=path))
+    ca = new_ca("peer")
+    ca.write(tmp_path / "peer.pem", tmp_path / "peer.key")
+    pem = (tmp_path / "peer.pem").read_bytes()
+    from cryptography.hazmat.primitives import serialization
+
+    der = ca.cert.public_bytes(serialization.Encoding.DER)
+    x5t = cert_thumbprint(pem)
+    assert x5t == cert_thumbprint(der) and "=" not in x5t and len(x5t) == 43
+
+    def tok(**over):
+        return jwt.encode(_claims(**over), key, "ES256", headers={"kid": "k1"})
+
+    assert verifier.verify(tok(cnf={"x5t#S256": x5t}), peer_x5t=x5t).x5t_s256 == x5t
+    for bad_peer in (None, cert_thumbprint(b"other")):
+        with pytest.raises(TokenError, match="another client certificate"):
+            verifier.verify(tok(cnf={"x5t#S256": x5t}), peer_x5t=bad_peer)
+    for cnf in ("x", {"jkt": "abc"}, {"x5t#S256": x5t, "jkt": "a"}, {"x5t#S256": 5}):
+        with pytest.raises(TokenError, match="cnf"):
+            verifier.verify(tok(cnf=cnf), peer_x5t=x5t)
+    assert verifier.verify(tok(), peer_x5t=x5t).x5t_s256 is None
+    strict = TokenVerifier(
+        OIDCConfig(issuer=ISS, audience=AUD, jwks_file=path, require_bound_tokens=True)
+    )
+    with pytest.raises(TokenError, match="require_bound_tokens"):
+        strict.verify(tok(), peer_x5t=x5t)

@@ -8,7 +8,7 @@ check that still makes sense runs, so every failing code is reported.
 Check names: ``attestation`` (ATTESTATION_MISSING / ATTESTATION_INVALID, or
 TRANSPARENCY_UNAVAILABLE), ``attestation_subject`` (ATTESTATION_SUBJECT_MISMATCH),
 ``attestation_coherence`` (ATTESTATION_MISMATCH), ``attestation_validity``
-(ATTESTATION_EXPIRED).
+(ATTESTATION_EXPIRED, or ATTESTATION_INVALID when a window is required and absent).
 """
 
 from __future__ import annotations
@@ -88,12 +88,16 @@ def check_attestation(
     expect: Expectations,
     now: datetime,
     clock_skew: timedelta,
+    require_window: bool = False,
 ) -> tuple[list[CheckResult], AttestationFacts | None]:
+    """Every attestation check; ``require_window`` (``[gate] require_attestation_window``)
+    makes an attestation without ``notAfter`` ATTESTATION_INVALID: without an end, a
+    signed provenance statement stays valid forever."""
     start = time.perf_counter()
     if envelope is None or len(envelope.strip()) == 0:
         return [CheckResult.failed(CHECK, ReasonCode.ATTESTATION_MISSING, "no attestation")], None
     try:
-        statement, prov, signer = verify_statement(envelope, anchors, now=now)
+        statement, prov, signer = verify_statement(envelope, anchors.for_attestations(), now=now)
     except TrustloadError as exc:
         code = (
             exc.code
@@ -170,7 +174,17 @@ def check_attestation(
         )
 
     t = time.perf_counter()
-    if prov.not_before is not None and now < prov.not_before - clock_skew:
+    if require_window and prov.not_after is None:
+        results.append(
+            CheckResult.failed(
+                VALIDITY,
+                ReasonCode.ATTESTATION_INVALID,
+                "attestation has no notAfter, and a validity window is required here "
+                "(require_attestation_window)",
+                _ms(t),
+            )
+        )
+    elif prov.not_before is not None and now < prov.not_before - clock_skew:
         results.append(
             CheckResult.failed(
                 VALIDITY,

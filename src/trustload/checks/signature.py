@@ -23,7 +23,7 @@ from trustload.decision import CheckResult, ReasonCode
 from trustload.digests import FileEntry, ModelLayout, sha256_fd, workers
 from trustload.errors import FormatError, SignatureError, TrustloadError
 from trustload.facts import TrustAnchors
-from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
+from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, parses_as_pae
 from trustload.formats.intoto import Statement, parse_statement, subject_matches
 from trustload.formats.oms import PREDICATE_TYPE as OMS_PREDICATE_TYPE
 from trustload.formats.oms import OmsManifest, Resource, parse_manifest
@@ -139,6 +139,26 @@ def _looks_json(bundle: bytes) -> bool:
     return bundle.lstrip()[:1] == b"{"
 
 
+def _refuse_pae_blob(layout: ModelLayout) -> None:
+    """A detached blob signature never vouches for a file whose bytes are a DSSE PAE.
+
+    Blob signatures and DSSE signatures are both ECDSA over SHA-256 of a message, made
+    with the same keys; without this rule every envelope a trusted key ever signed
+    would be a valid blob signature for the file ``PAE(type, payload)``.
+    """
+    ((_rel, where),) = layout.files
+    fd = _open(where)
+    try:
+        size = os.fstat(fd).st_size
+        if parses_as_pae(lambda off, n: os.pread(fd, n, off), size):
+            raise SignatureError(
+                "file content is a DSSE pre-authentication encoding: a detached blob "
+                "signature cannot vouch for it (DSSE/blob signature confusion)"
+            )
+    finally:
+        os.close(fd)
+
+
 def _cosign_blob(
     layout: ModelLayout, bundle: bytes, anchors: TrustAnchors
 ) -> tuple[tuple[FileEntry, ...], str]:
@@ -167,6 +187,7 @@ def _cosign_blob(
         entries: list[FileEntry] = []
         digest = bytes.fromhex(_digest_of(layout)[len("sha256:") :])
     else:
+        _refuse_pae_blob(layout)
         entries = _hash_whole(layout)
         digest = bytes.fromhex(entries[0].sha256)
     from trustload.crypto.verify import verify_key_message_signature
@@ -274,6 +295,8 @@ def check_model_signature(
         if verified.envelope is None:
             if artifact_sha256 is None:
                 raise SignatureError("message signature over a directory is not a model signature")
+            if layout.kind == "file":
+                _refuse_pae_blob(layout)
             ms = (time.perf_counter() - start) * 1000.0
             return SignatureOutcome(
                 CheckResult.passed(NAME, f"blob signature by {verified.signer}", ms),

@@ -1,7 +1,8 @@
 """``trustload audit verify FILE``: check the audit log's hash chain (R7).
 
 Exit 0 when every line links to the one before it (and to the sidecar head when
-there is one); exit 1 naming the first line that was edited, removed or reordered.
+there is one), listing any crash recoveries (``audit_recovered``) and re-created heads
+on record; exit 1 naming the first line that was edited, removed or reordered.
 """
 
 from __future__ import annotations
@@ -36,10 +37,23 @@ def register(app: typer.Typer) -> None:
                     "lines": report.lines,
                     "first_bad_line": report.first_bad_line,
                     "problem": report.problem or None,
+                    "recovered": list(report.recovered),
+                    "heads_recreated": report.heads_recreated,
                 }
             )
         elif report.ok:
             typer.echo(f"audit log OK: {report.lines} line(s), hash chain intact")
+            for event in report.recovered:
+                typer.echo(
+                    f"  line {event['line']}: audit_recovered at {event['at']}: a torn final "
+                    f"line of {event['torn_bytes']} byte(s) (sha256 {event['torn_sha256']}) "
+                    f"was cut off and kept as {event['kept_as']}"
+                )
+            if report.heads_recreated:
+                typer.echo(
+                    f"  the head sidecar was re-created {report.heads_recreated} time(s) "
+                    "(audit_head_recreated): it had been deleted"
+                )
         if not report.ok:
             typer.echo(
                 f"audit log TAMPERED: line {report.first_bad_line}: {report.problem}", err=True

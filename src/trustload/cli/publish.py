@@ -5,7 +5,9 @@ uploads every file blob (and, for a directory, the canonical manifest), the sign
 bundle and the attestation to the Registry by digest, then registers the version
 (new versions start in ``Staging``). Without ``--card`` the card is the publisher's
 own tenant with ``revalidate_by`` one year ahead; without ``--policy-digest`` the
-digest of the configured ``[gate].policy_dir`` is recorded.
+digest of the configured ``[gate].policy_dir`` is recorded. The attestation's
+validity window ends (``notAfter``) at the card's ``revalidate_by`` unless
+``--not-after`` says otherwise.
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ def default_card(
     return card
 
 
+def revalidation_deadline(card: dict[str, Any]) -> datetime | None:
+    """The card's ``revalidate_by``: the default end of the attestation's validity window."""
+    value = card.get("revalidate_by")
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return parse_time(str(value), "card revalidate_by")
+
+
 def publish_model(
     cfg: ClientFileConfig,
     path: Path,
@@ -140,16 +152,6 @@ def publish_model(
     files = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files]
     fmt = guess_format([f.path for f in measured.files])
     bundle = sign_layout_bundle(layout, key, password=password)
-    attestation = attest_bytes(
-        subject_name=layout.name,
-        artifact_digest=measured.digest,
-        key_path=key,
-        git_sha=git_sha,
-        container_digest=container_digest,
-        dataset_snapshot=dataset_snapshot,
-        not_after=not_after,
-        password=password,
-    )
     with RegistryClient(cfg.registry) as client:
         if isinstance(card, dict):
             card_doc = card
@@ -158,6 +160,17 @@ def publish_model(
         else:
             who = client.requester()
             card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
+        # The attestation is valid until the model must be revalidated, not forever.
+        attestation = attest_bytes(
+            subject_name=layout.name,
+            artifact_digest=measured.digest,
+            key_path=key,
+            git_sha=git_sha,
+            container_digest=container_digest,
+            dataset_snapshot=dataset_snapshot,
+            not_after=not_after if not_after is not None else revalidation_deadline(card_doc),
+            password=password,
+        )
         paths = layout.paths()
         for entry in measured.files:
             client.upload_blob(paths[entry.path], format_digest(entry.sha256))
@@ -197,7 +210,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--policy-digest", help="Default: [gate].policy_dir's.")
         ] = None,
         not_after: Annotated[
-            str | None, typer.Option("--not-after", help="Attestation validity end (RFC 3339).")
+            str | None,
+            typer.Option(
+                "--not-after",
+                help="Attestation validity end (RFC 3339; default: the card's revalidate_by).",
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     ) -> None:

@@ -18,11 +18,18 @@ def token(
     domain: Annotated[str | None, typer.Option("--domain", help="domain claim.")] = None,
     ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 300,
     role: Annotated[str, typer.Option("--role", help="consumer | publisher | admin.")] = "consumer",
+    bind_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--bind-cert",
+            help="Bind the token to this client certificate (PEM): cnf.x5t#S256, RFC 8705.",
+        ),
+    ] = None,
 ) -> None:
     """Print a signed ES256 token (JWT) with trustload's claims."""
     from trustload.config import load_registry_config
     from trustload.errors import UsageError
-    from trustload.oidc import mint_token
+    from trustload.oidc import mint_token, thumbprint_of_file
 
     service = load_registry_config(config)
     if service.dev_issuer is None:
@@ -37,6 +44,7 @@ def token(
             domain=domain,
             role=role,
             ttl=ttl,
+            bind_x5t=None if bind_cert is None else thumbprint_of_file(bind_cert),
         )
     )
 

@@ -144,9 +144,10 @@ class DevTokenSource:
     def __init__(self, dev: DevTokenConfig) -> None:
         self.dev = dev
         self._issuer: Any = None
+        self._bind: str | None = None
 
     def token(self) -> str:
-        from trustload.oidc import mint_token
+        from trustload.oidc import mint_token, thumbprint_of_file
 
         if self._issuer is None:
             from trustload.config import load_registry_config
@@ -158,6 +159,8 @@ class DevTokenSource:
                     f"{self.dev.issuer_config} has no [dev_issuer] to mint tokens with",
                 )
             self._issuer = issuer
+            if self.dev.bind_cert is not None:  # RFC 8705: bound to our client cert
+                self._bind = thumbprint_of_file(self.dev.bind_cert)
         return mint_token(
             self._issuer,
             sub=self.dev.sub,
@@ -166,6 +169,7 @@ class DevTokenSource:
             domain=self.dev.domain,
             role=self.dev.role,
             ttl=self.dev.ttl,
+            bind_x5t=self._bind,
         )
 
 

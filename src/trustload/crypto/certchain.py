@@ -103,6 +103,33 @@ def _ca_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | 
         raise ValueError("CA certificate's KeyUsage does not allow certificate signing")
 
 
+def _check_validity(certs: Sequence[x509.Certificate], at: datetime) -> None:
+    """Validity checked explicitly too (a clear message; never trust a library default)."""
+    for cert in certs:
+        if not (cert.not_valid_before_utc <= at <= cert.not_valid_after_utc):
+            raise SignatureError(
+                f"certificate {cert.subject.rfc4514_string()!r} not valid at {at.isoformat()} "
+                f"(valid {cert.not_valid_before_utc.isoformat()} .. "
+                f"{cert.not_valid_after_utc.isoformat()})"
+            )
+
+
+def _check_leaf_usage(leaf: x509.Certificate) -> None:
+    """A leaf that states its usages must allow digital signatures and code signing."""
+    try:
+        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            raise SignatureError("leaf certificate is not for digital signatures")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+            raise SignatureError("leaf certificate is not for code signing")
+    except x509.ExtensionNotFound:
+        pass
+
+
 def verify_chain(
     leaf_der: bytes,
     intermediates_der: Sequence[bytes],
@@ -134,14 +161,7 @@ def verify_chain(
         inter = [x509.load_der_x509_certificate(d) for d in intermediates_der]
     except ValueError as exc:
         raise SignatureError(f"malformed certificate in bundle: {exc}") from None
-    # Validity is checked explicitly too (clear message; never trust a library default).
-    for cert in [leaf, *inter]:
-        if not (cert.not_valid_before_utc <= at <= cert.not_valid_after_utc):
-            raise SignatureError(
-                f"certificate {cert.subject.rfc4514_string()!r} not valid at {at.isoformat()} "
-                f"(valid {cert.not_valid_before_utc.isoformat()} .. "
-                f"{cert.not_valid_after_utc.isoformat()})"
-            )
+    _check_validity([leaf, *inter], at)
     try:
         verifier = (
             PolicyBuilder()
@@ -163,18 +183,11 @@ def verify_chain(
         verifier.verify(leaf, inter)
     except (VerificationError, ValueError, x509.UnsupportedGeneralNameType) as exc:
         raise SignatureError(f"certificate chain does not verify to a trusted CA: {exc}") from None
-    try:
-        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not ku.digital_signature:
-            raise SignatureError("leaf certificate is not for digital signatures")
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
-            raise SignatureError("leaf certificate is not for code signing")
-    except x509.ExtensionNotFound:
-        pass
+    _check_leaf_usage(leaf)
+    if not identity:
+        # Fail closed even if a caller skipped the config check: "any leaf this CA ever
+        # issued" is not an identity.
+        raise SignatureError("no certificate_identity is pinned for the configured CA")
     signer = match_identity(leaf, identity, issuer)
     try:
         key = check_public_key(leaf.public_key())

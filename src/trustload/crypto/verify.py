@@ -68,6 +68,22 @@ def trusted_keys(anchors: TrustAnchors) -> list[PublicKey]:
     return keys
 
 
+def check_key_roles(anchors: TrustAnchors) -> None:
+    """Refuse (UsageError) a key configured both to sign models and to sign attestations.
+
+    Separate roles only help if no key holds both: otherwise a model signature could
+    still be presented as an attestation signature and the reverse.
+    """
+    from trustload.errors import UsageError
+
+    models = {fingerprint(k) for k in trusted_keys(anchors)}
+    attesters = {fingerprint(k) for k in trusted_keys(anchors.for_attestations())}
+    if anchors.attestation_keys and models & attesters:
+        raise UsageError(
+            "[gate] attestation_keys and trusted_keys share a key; give each role its own key"
+        )
+
+
 def _b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or len(value) > 64 * 1024:
         raise SignatureError(f"{what}: not base64")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,3 +109,46 @@ def parse_envelope_obj(obj: Any, *, code: ReasonCode) -> Envelope:
 
 def parse_envelope(data: bytes, *, code: ReasonCode = ReasonCode.ATTESTATION_INVALID) -> Envelope:
     return parse_envelope_obj(loads_strict(data, code=code, what="DSSE envelope"), code=code)
+
+
+PAE_PREFIX = b"DSSEv1 "
+_MAX_LEN_DIGITS = 20
+
+
+def _pae_length(read_at: Callable[[int, int], bytes], offset: int) -> tuple[int, int] | None:
+    """Parse ``<decimal> SP`` at ``offset``: (value, offset after the space), or None."""
+    chunk = read_at(offset, _MAX_LEN_DIGITS + 1)
+    end = chunk.find(b" ")
+    digits = chunk[:end] if end > 0 else b""
+    if not digits or not digits.isdigit() or (len(digits) > 1 and digits[:1] == b"0"):
+        return None
+    return int(digits), offset + len(digits) + 1
+
+
+def parses_as_pae(read_at: Callable[[int, int], bytes], size: int) -> bool:
+    """True if ``size`` bytes, read through ``read_at(offset, n)``, are exactly some
+    ``PAE(type, body)``.
+
+    Why: a detached blob signature is ECDSA over SHA-256(file) and DSSE signs
+    ``PAE(type, payload)`` with the same keys and hash, so an envelope's signature is a
+    valid blob signature for a file holding that PAE. The detached-blob path refuses
+    such files; only the two length fields are read, so the cost is constant.
+    """
+    if size < len(PAE_PREFIX) or read_at(0, len(PAE_PREFIX)) != PAE_PREFIX:
+        return False
+    first = _pae_length(read_at, len(PAE_PREFIX))
+    if first is None:
+        return False
+    type_len, after = first
+    separator = after + type_len
+    if separator >= size or read_at(separator, 1) != b" ":
+        return False
+    second = _pae_length(read_at, separator + 1)
+    if second is None:
+        return False
+    body_len, body_start = second
+    return body_start + body_len == size
+
+
+def bytes_parse_as_pae(data: bytes) -> bool:
+    return parses_as_pae(lambda off, n: data[off : off + n], len(data))

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trustload.oidc import TokenVerifier
-from trustload.registry.auth import PEER_STATE_KEY, Caller, authenticate
+from trustload.registry.auth import PEER_STATE_KEY, PEER_X5T_KEY, Caller, authenticate
 from trustload.registry.blobs import BlobStore, check_hex
 from trustload.registry.errors import ApiError, bad_request, not_found
 from trustload.registry.store import PublishRequest, Store, files_from_json
@@ -192,7 +192,12 @@ def current_caller(request: Request) -> Caller:
     and a verified bearer token."""
     state = request.scope.get("state") or {}
     verifier: TokenVerifier = request.app.state.verifier
-    return authenticate(verifier, request.headers.get("authorization"), state.get(PEER_STATE_KEY))
+    return authenticate(
+        verifier,
+        request.headers.get("authorization"),
+        state.get(PEER_STATE_KEY),
+        state.get(PEER_X5T_KEY),
+    )
 
 
 Auth = Annotated[Caller, Depends(current_caller)]

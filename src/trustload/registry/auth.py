@@ -16,6 +16,8 @@ from trustload.registry.errors import auth_failed, forbidden
 
 PEER_STATE_KEY = "trustload_peer"
 """Key under which the HTTP protocol puts the peer identity into ``scope["state"]``."""
+PEER_X5T_KEY = "trustload_peer_x5t"
+"""... and the peer certificate's ``x5t#S256`` (for tokens bound to it, RFC 8705)."""
 
 ROLE_RANK = {"consumer": 0, "publisher": 1, "admin": 2}
 
@@ -75,12 +77,18 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def authenticate(verifier: TokenVerifier, authorization: str | None, cert: str | None) -> Caller:
-    """Both factors or nothing (R2.1): a client certificate identity and a valid token."""
+def authenticate(
+    verifier: TokenVerifier,
+    authorization: str | None,
+    cert: str | None,
+    cert_x5t: str | None = None,
+) -> Caller:
+    """Both factors or nothing (R2.1): a client certificate identity and a valid token
+    (bound to that certificate when the token says so, RFC 8705)."""
     if not cert:
         raise auth_failed("no verified client certificate on this connection")
     try:
-        claims: Claims = verifier.verify(bearer_token(authorization))
+        claims: Claims = verifier.verify(bearer_token(authorization), peer_x5t=cert_x5t)
     except TokenError as exc:
         raise auth_failed(exc.message) from exc
     return Caller(

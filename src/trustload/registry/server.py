@@ -25,7 +25,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trustload.config import RegistryServiceConfig, ServerConfig, load_registry_config
 from trustload.errors import UsageError
-from trustload.registry.auth import PEER_STATE_KEY, peer_identity
+from trustload.oidc import cert_thumbprint
+from trustload.registry.auth import PEER_STATE_KEY, PEER_X5T_KEY, peer_identity
 
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
@@ -37,10 +38,17 @@ class PeerCertH11Protocol(H11Protocol):
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         identity = None
+        thumbprint = None
         if ssl_object is not None:
             identity = peer_identity(ssl_object.getpeercert())
+            der = ssl_object.getpeercert(binary_form=True)
+            thumbprint = cert_thumbprint(der) if der else None
         # A per-connection copy: scope["state"] of each request on it carries the peer.
-        self.app_state = {**self.app_state, PEER_STATE_KEY: identity}
+        self.app_state = {
+            **self.app_state,
+            PEER_STATE_KEY: identity,
+            PEER_X5T_KEY: thumbprint,  # for sender-constrained tokens (RFC 8705)
+        }
 
 
 def server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
