@@ -302,16 +302,30 @@ def test_tenant_cross_is_not_found(shared_registry):
         missing = c.get(f"/v1/models/{_name()}/resolve/production")
         assert missing.json()["error"]["message"].startswith("no model")
         assert c.head(f"/v1/blobs/sha256/{blob}").status_code == 404
-    with shared_registry.publisher(tenant="A") as c:
-        # Publishing into tenant B's model is refused without confirming it exists.
-        resp = publish_bytes(c, name, "2", b"intruder")
-        assert resp.status_code == 404
-
-
-def test_model_keeps_its_tenant(shared_registry, model):
     with shared_registry.admin(tenant="A") as c:
-        resp = publish_bytes(c, model, "2", b"moved", card=default_card("B"))
-    assert resp.status_code == 409
+        # Names belong to a tenant: A's admin sees none of B's model either.
+        assert c.get(f"/v1/models/{name}/versions").status_code == 404
+    with shared_registry.publisher(tenant="A") as c:
+        # Publishing the name B uses creates A's own model, exactly as for a free name.
+        resp = publish_bytes(c, name, "1", f"tenant A's own {name}".encode())
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["card"]["tenant_id"] == "A"
+    with shared_registry.consumer(tenant="B") as c:
+        rec_b = c.get(f"/v1/models/{name}/resolve/1").json()
+        assert rec_b["artifact_digest"] == rec["artifact_digest"]
+        assert [v["version"] for v in c.get(f"/v1/models/{name}/versions").json()["versions"]] == [
+            "1"
+        ]
+
+
+def test_admin_cannot_publish_for_another_tenant(shared_registry, model):
+    """Admins act within their tenant: a card naming another tenant is refused (400),
+    whether or not that tenant has the name."""
+    with shared_registry.admin(tenant="A") as c:
+        for name in (model, _name()):
+            resp = publish_bytes(c, name, "2", b"moved", card=default_card("B"))
+            assert resp.status_code == 400
+            assert "tenant" in resp.json()["error"]["message"]
 
 
 def test_concurrent_alias_moves_get_distinct_revisions(shared_registry, model):
