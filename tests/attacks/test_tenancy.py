@@ -194,6 +194,17 @@ def test_governance_revoked_bytes_republished(arena: Arena, gate: Gate) -> None:
             assert resp.json()["error"]["code"] == "CONFLICT"
             assert "revoked" in resp.json()["error"]["message"]
             assert client.get(f"/v1/models/{model}/versions/{version}").status_code == 404
+        # Tenant C, which does not hold the bytes, learns nothing, not even "revoked":
+        # naming the digest answers like naming one nobody uploaded.
+        probe, control = arena.name("probe"), arena.name("probe")
+        size = path.stat().st_size
+        with arena.http("C") as c:
+            c_hidden = arena.raw_publish(c, probe, "1", path, tenant="C", upload_model=False)
+            c_ref = arena.raw_publish(
+                c, control, "1", unknown_file(arena, size), tenant="C", upload_model=False
+            )
+        assert c_hidden.status_code == 400, c_hidden.text
+        assert masked(c_hidden, probe) == masked(c_ref, control)
     assert_denied(gate.run(f"{name}@2"), ReasonCode.NOT_FOUND, cache_dir=gate.cache_dir)
     assert_denied(gate.run(f"{other}@7"), ReasonCode.NOT_FOUND, cache_dir=gate.cache_dir)
 
