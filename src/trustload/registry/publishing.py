@@ -106,9 +106,10 @@ def _check_layout(req: PublishRequest, blob_size: BlobSize, blob_read: BlobRead)
 
 
 def _check_evidence(req: PublishRequest, blob_size: BlobSize, model_blobs: set[str]) -> set[str]:
-    """Signature and attestation: uploaded (and visible), bounded in size, and of their
-    own kind: a blob plays one role in a version (a model file or the manifest never
-    doubles as its own signature or attestation, nor one as the other)."""
+    """Signature and attestation: uploaded (and visible), bounded in size, and evidence,
+    not model: a model file or the manifest never doubles as its own signature or
+    attestation. (One statement may serve as both: a signed provenance statement naming
+    the file is a valid signature of it, tests/attacks/test_statements.py.)"""
     referenced: set[str] = set()
     for what, digest in (
         ("signature_digest", req.signature_digest),
@@ -123,8 +124,8 @@ def _check_evidence(req: PublishRequest, blob_size: BlobSize, model_blobs: set[s
             raise bad_request(f"{what}: no uploaded blob {digest}")
         if size > MAX_EVIDENCE_BYTES:
             raise bad_request(f"{what}: blob {digest} exceeds {MAX_EVIDENCE_BYTES} bytes")
-        if hexpart in model_blobs or hexpart in referenced:
-            raise bad_request(f"{what}: blob {digest} already has another role in this version")
+        if hexpart in model_blobs:
+            raise bad_request(f"{what}: blob {digest} is a model blob of this version")
         referenced.add(hexpart)
     return referenced
 
