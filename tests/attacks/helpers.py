@@ -18,12 +18,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.support.registry import DevEnv, RunningRegistry
 from trustload.cache import BlobCache
 from trustload.client.api import RegistryClient
 from trustload.config import ClientFileConfig, load_client_config
 from trustload.decision import Decision, Event, ReasonCode
-from trustload.digests import ModelLayout, format_digest, manifest_bytes, measure_layout
+from trustload.digests import (
+    MeasuredArtifact,
+    ModelLayout,
+    format_digest,
+    manifest_bytes,
+    measure_layout,
+)
 from trustload.errors import TrustloadError
 from trustload.facts import VersionRecord
 from trustload.gate import GateResult, run_gate
@@ -128,6 +136,31 @@ class Arena:
         )
         return Signed(layout, bundle, attestation)
 
+    def request(
+        self,
+        version: str,
+        measured: MeasuredArtifact,
+        signature_digest: str | None,
+        attestation_digest: str | None,
+        card_doc: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The publish request for ``measured`` with the arena's provenance."""
+        return {
+            "version": version,
+            "artifact_digest": measured.digest,
+            "artifact_size": measured.size,
+            "kind": measured.kind,
+            "format": "onnx",
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files],
+            "policy_digest": self.policy_digest,
+            "git_sha": GIT_SHA,
+            "container_digest": CONTAINER,
+            "dataset_snapshot": DATASET,
+            "signature_digest": signature_digest,
+            "attestation_digest": attestation_digest,
+            "card": card_doc,
+        }
+
     def publish(
         self,
         name: str,
@@ -158,21 +191,13 @@ class Arena:
             admin.upload_blob(manifest_bytes(measured.files), measured.digest)
         sig = ev.signature if signature == "keep" else signature
         att = ev.attestation if attestation == "keep" else attestation
-        request: dict[str, Any] = {
-            "version": version,
-            "artifact_digest": measured.digest,
-            "artifact_size": measured.size,
-            "kind": measured.kind,
-            "format": "onnx",
-            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files],
-            "policy_digest": self.policy_digest,
-            "git_sha": GIT_SHA,
-            "container_digest": CONTAINER,
-            "dataset_snapshot": DATASET,
-            "signature_digest": admin.upload_blob(sig) if isinstance(sig, bytes) else None,
-            "attestation_digest": admin.upload_blob(att) if isinstance(att, bytes) else None,
-            "card": card_doc or card(),
-        }
+        request = self.request(
+            version,
+            measured,
+            admin.upload_blob(sig) if isinstance(sig, bytes) else None,
+            admin.upload_blob(att) if isinstance(att, bytes) else None,
+            card_doc or card(),
+        )
         request.update(record)
         rec = admin.publish(name, request)
         if stage:
@@ -180,6 +205,43 @@ class Arena:
         if alias:
             admin.set_alias(name, alias, version)
         return rec
+
+    # ----------------------------------------------------- raw HTTP, any tenant
+    def http(self, tenant: str, role: str = "admin") -> httpx.Client:
+        """A raw mTLS client of ``tenant`` (to assert exact statuses and bodies)."""
+        return self.reg.client(role=role, tenant=tenant)
+
+    def raw_publish(
+        self,
+        client: httpx.Client,
+        name: str,
+        version: str,
+        path: Path,
+        *,
+        tenant: str,
+        upload_model: bool = True,
+        upload_evidence: bool = True,
+        **record: Any,
+    ) -> httpx.Response:
+        """Publish ``path`` honestly signed through ``client`` (uploading the model's and
+        the evidence's blobs unless told not to); ``record`` overrides request fields."""
+        ev = self.sign(path)
+        layout = ModelLayout.from_path(path)
+        measured = measure_layout(layout)
+        sig = hashlib.sha256(ev.signature).hexdigest()
+        att = hashlib.sha256(ev.attestation).hexdigest()
+        if upload_model:
+            paths = layout.paths()
+            for entry in measured.files:
+                put_blob(client, paths[entry.path].read_bytes(), entry.sha256)
+        if measured.kind == "directory":  # the manifest: anyone can compute it
+            put_blob(client, manifest_bytes(measured.files))
+        if upload_evidence:
+            put_blob(client, ev.signature)
+            put_blob(client, ev.attestation)
+        request = self.request(version, measured, f"sha256:{sig}", f"sha256:{att}", card(tenant))
+        request.update(record)
+        return client.post(f"/v1/models/{name}/versions", json=request)
 
     def good(self, name: str | None = None, version: str = "1", **kw: Any) -> str:
         """Publish an honest, approved model under alias ``production``; return its name."""
@@ -219,6 +281,14 @@ class Gate:
         path = self.root / f"token-{uuid.uuid4().hex[:6]}"
         path.write_text(token)
         return with_registry(self.cfg, token_file=path, dev_token=None)
+
+
+def put_blob(client: httpx.Client, data: bytes, hexdigest: str | None = None) -> httpx.Response:
+    """Upload ``data`` under ``hexdigest`` (default: its own digest); 200 or 201."""
+    hexdigest = hexdigest or hashlib.sha256(data).hexdigest()
+    resp = client.post(f"/v1/blobs/sha256/{hexdigest}", content=data)
+    assert resp.status_code in (200, 201), resp.text
+    return resp
 
 
 # ------------------------------------------------------------------ final assertions

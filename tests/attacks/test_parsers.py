@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.attacks.helpers import Arena, Gate, assert_denied
+from tests.attacks.hostile import Mitm
 from tests.crypto.helpers import envelope_json, load_key
+from trustload.client.transport import RegistryHTTPError
 from trustload.decision import ReasonCode
 from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE
 
@@ -163,17 +168,37 @@ def test_parsers_wrong_payload_type_in_attestation(arena: Arena, gate: Gate) -> 
 
 
 def test_parsers_huge_attestation(arena: Arena, gate: Gate) -> None:
-    """A 17 MiB attestation (padding field), beyond the evidence size bound.
+    """A 17 MiB attestation (padding field), beyond the evidence size bound, named by a
+    hostile Registry (the real one refuses to publish it: see the next test).
 
     Attack: parser / resource exhaustion
     """
-    _, _, _, att, _ = honest(arena)
+    path, _, _, att, _ = honest(arena)
     att["padding"] = "x" * (17 * 1024 * 1024)
-    assert_denied(
-        run_with(arena, gate, attestation=json.dumps(att).encode()),
-        ReasonCode.DIGEST_MISMATCH,
-        cache_dir=gate.cache_dir,
-    )
+    huge = json.dumps(att).encode()
+    hexdigest = hashlib.sha256(huge).hexdigest()
+    name = arena.name()
+    arena.publish(name, "1", path)
+    with Mitm(arena.reg) as mitm:
+        mitm.on_record = lambda doc: {**doc, "attestation_digest": f"sha256:{hexdigest}"}
+        mitm.replay[f"/v1/blobs/sha256/{hexdigest}"] = huge
+        result = gate.run(f"{name}@production", gate.via(mitm.url))
+    assert_denied(result, ReasonCode.DIGEST_MISMATCH, cache_dir=gate.cache_dir)
+
+
+def test_parsers_huge_attestation_refused_at_publish(arena: Arena, gate: Gate) -> None:
+    """A publisher names a 17 MiB attestation blob (uploaded) in its version.
+
+    Attack: parser / resource exhaustion
+    """
+    path, _, _, att, _ = honest(arena)
+    att["padding"] = "x" * (17 * 1024 * 1024)
+    name = arena.name()
+    with pytest.raises(RegistryHTTPError) as err:
+        arena.publish(name, "1", path, attestation=json.dumps(att).encode())
+    assert err.value.status == 400 and err.value.registry_code == "BAD_REQUEST"
+    assert "attestation_digest" in err.value.message and "exceeds" in err.value.message
+    assert_denied(gate.run(f"{name}@production"), ReasonCode.NOT_FOUND, cache_dir=gate.cache_dir)
 
 
 def test_parsers_deeply_nested_signed_attestation(arena: Arena, gate: Gate) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.attacks.helpers import Arena, Gate, assert_denied, card, hours_ago
+from tests.attacks.helpers import Arena, Gate, assert_denied, cache_entries, card, hours_ago
 from tests.attacks.hostile import Mitm
 from trustload.decision import ReasonCode
 
@@ -178,6 +178,41 @@ def test_tuf_mix_record_points_at_other_models_artifact(
         ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
         cache_dir=gate.cache_dir,
     )
+
+
+def _answer_with(arena: Arena, mitm: Mitm, path: str) -> None:
+    """Every record request is answered with the real, fresh record at ``path``."""
+    token = arena.env.token()
+    mitm.on_record = lambda _doc: dict(mitm.fetch(path, token).json())
+
+
+def test_tuf_mix_record_of_other_model(arena: Arena, gate: Gate, mitm: Mitm) -> None:
+    """The resolve of model A answered with model B's real, fresh, honestly signed record.
+
+    Attack: TUF mix-and-match
+    """
+    a, b = arena.name("a"), arena.name("b")
+    arena.publish(a, "1", arena.model_file())
+    arena.publish(b, "1", arena.model_file())
+    _answer_with(arena, mitm, resolve_path(b))
+    result = gate.run(f"{a}@production", gate.via(mitm.url))
+    assert_denied(result, ReasonCode.REGISTRY_UNAVAILABLE, cache_dir=gate.cache_dir)
+    assert cache_entries(gate.cache_dir) == []  # nothing of b's was even downloaded
+
+
+def test_tuf_mix_record_of_other_version(arena: Arena, gate: Gate, mitm: Mitm) -> None:
+    """A pinned `name@1` (revoked) answered with the real record of `name@2`.
+
+    Attack: TUF mix-and-match
+    """
+    name = arena.name()
+    arena.publish(name, "1", arena.model_file())
+    arena.publish(name, "2", arena.model_file(), alias=None)
+    arena.admin().revoke(name, "1", "pinned for audit, then revoked")
+    _answer_with(arena, mitm, f"/v1/models/{name}/versions/2")
+    result = gate.run(f"{name}@1", gate.via(mitm.url))
+    assert_denied(result, ReasonCode.REGISTRY_UNAVAILABLE, cache_dir=gate.cache_dir)
+    assert cache_entries(gate.cache_dir) == []
 
 
 def test_tuf_mix_provenance_rewritten_in_record(arena: Arena, gate: Gate, mitm: Mitm) -> None:

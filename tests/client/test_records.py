@@ -157,3 +157,29 @@ def test_any_field_replaced_by_anything_parses_or_is_refused(key: str, value: An
         assert exc.code is ReasonCode.REGISTRY_UNAVAILABLE
     else:
         assert rec.artifact_digest.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("alias", "name", "ref", "alias_allowed", "accepted"),
+    [
+        (None, "risk", "3", True, True),  # the requested version
+        ("production", "risk", "production", True, True),  # the alias asked for
+        ("production", "risk", "3", False, True),  # by version, whatever alias it carries
+        (None, "fraud", "3", True, False),  # another model's record
+        (None, "risk", "2", True, False),  # another version's record
+        ("canary", "risk", "production", True, False),  # another alias's record
+        ("production", "risk", "production", False, False),  # get_version never via alias
+    ],
+)
+def test_a_record_must_answer_the_question_asked(
+    alias: str | None, name: str, ref: str, alias_allowed: bool, accepted: bool
+) -> None:
+    from trustload.client.api import answers
+
+    record = parse_record({**good(), "alias": alias, "alias_revision": 1 if alias else None})
+    if accepted:
+        assert answers(record, name, ref, alias_allowed=alias_allowed) is record
+    else:
+        with pytest.raises(RegistryError) as err:
+            answers(record, name, ref, alias_allowed=alias_allowed)
+        assert err.value.code is ReasonCode.REGISTRY_UNAVAILABLE

@@ -146,13 +146,19 @@ def test_directory_model_with_manifest(shared_registry):
             assert c.get(f"/v1/blobs/sha256/{f['sha256']}").content == files[f["path"]]
 
 
-def test_unreferenced_blob_is_admin_only(shared_registry):
+def test_unreferenced_blob_is_for_its_uploaders_tenant(shared_registry):
+    """An upload no version references yet: its tenant's publishers and admins see it;
+    consumers do not, and no other tenant does, admins included (they govern their own
+    tenant only)."""
     data = os.urandom(100)
     with shared_registry.publisher() as c:
         upload_blob(c, data)
     with shared_registry.consumer() as c:
         assert c.get(f"/v1/blobs/sha256/{_hex(data)}").status_code == 404
-    with shared_registry.admin(tenant="Z") as c:
+    for client in (shared_registry.admin(tenant="Z"), shared_registry.publisher(tenant="Z")):
+        with client as c:
+            assert c.get(f"/v1/blobs/sha256/{_hex(data)}").status_code == 404
+    with shared_registry.admin() as c:
         assert c.get(f"/v1/blobs/sha256/{_hex(data)}").content == data
 
 

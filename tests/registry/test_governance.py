@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.registry import default_card, publish_bytes
+from tests.support.registry import default_card, publish_bytes, sha256_hex, upload_blob
 
 pytestmark = pytest.mark.postgres_ok
 
@@ -82,6 +82,22 @@ def test_versions_are_immutable(shared_registry, model):
         resp = publish_bytes(c, model, "1", b"other bytes")
     assert resp.status_code == 409
     assert _code(resp) == "CONFLICT"
+
+
+def test_publish_refuses_evidence_in_another_role(shared_registry):
+    """The model file cannot double as its own signature or attestation (one signed
+    statement may still serve as both signature and attestation)."""
+    data = f"model {_name()}".encode()
+    digest = f"sha256:{sha256_hex(data)}"
+    with shared_registry.publisher() as c:
+        for field in ("signature_digest", "attestation_digest"):
+            resp = publish_bytes(c, _name(), "1", data, **{field: digest})
+            assert resp.status_code == 400, resp.text
+            assert field in resp.text and "model blob" in resp.text
+        both = upload_blob(c, b'{"one": "signed statement"}')
+        data2 = f"model {_name()}".encode()
+        resp = publish_bytes(c, _name(), "1", data2, signature_digest=both, attestation_digest=both)
+        assert resp.status_code == 201, resp.text
 
 
 def test_publish_refuses_unknown_blobs_and_inconsistent_sizes(shared_registry):
@@ -302,16 +318,30 @@ def test_tenant_cross_is_not_found(shared_registry):
         missing = c.get(f"/v1/models/{_name()}/resolve/production")
         assert missing.json()["error"]["message"].startswith("no model")
         assert c.head(f"/v1/blobs/sha256/{blob}").status_code == 404
-    with shared_registry.publisher(tenant="A") as c:
-        # Publishing into tenant B's model is refused without confirming it exists.
-        resp = publish_bytes(c, name, "2", b"intruder")
-        assert resp.status_code == 404
-
-
-def test_model_keeps_its_tenant(shared_registry, model):
     with shared_registry.admin(tenant="A") as c:
-        resp = publish_bytes(c, model, "2", b"moved", card=default_card("B"))
-    assert resp.status_code == 409
+        # Names belong to a tenant: A's admin sees none of B's model either.
+        assert c.get(f"/v1/models/{name}/versions").status_code == 404
+    with shared_registry.publisher(tenant="A") as c:
+        # Publishing the name B uses creates A's own model, exactly as for a free name.
+        resp = publish_bytes(c, name, "1", f"tenant A's own {name}".encode())
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["card"]["tenant_id"] == "A"
+    with shared_registry.consumer(tenant="B") as c:
+        rec_b = c.get(f"/v1/models/{name}/resolve/1").json()
+        assert rec_b["artifact_digest"] == rec["artifact_digest"]
+        assert [v["version"] for v in c.get(f"/v1/models/{name}/versions").json()["versions"]] == [
+            "1"
+        ]
+
+
+def test_admin_cannot_publish_for_another_tenant(shared_registry, model):
+    """Admins act within their tenant: a card naming another tenant is refused (400),
+    whether or not that tenant has the name."""
+    with shared_registry.admin(tenant="A") as c:
+        for name in (model, _name()):
+            resp = publish_bytes(c, name, "2", b"moved", card=default_card("B"))
+            assert resp.status_code == 400
+            assert "tenant" in resp.json()["error"]["message"]
 
 
 def test_concurrent_alias_moves_get_distinct_revisions(shared_registry, model):

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from tests.support.registry import DATABASE_ENV, _fresh_database
 from trustload.errors import UsageError
 from trustload.registry.auth import Caller
+from trustload.registry.errors import ApiError
 from trustload.registry.store import (
     MIGRATIONS,
     ModelRow,
@@ -126,3 +127,107 @@ def test_database_refuses_rewriting_history(engine, statement):
         row = conn.execute(text("SELECT revoked, artifact_digest FROM versions")).one()
     assert bool(row[0]) is True
     assert row[1] == "sha256:" + "0" * 64
+
+
+# ---------------------------------------------------------------- upgrade from schema 2
+
+_V2_ROWS = [
+    "INSERT INTO models (id, name, tenant_id, created_at) VALUES "
+    "(1, 'risk', 'A', 't0'), (2, 'fraud', 'B', 't0')",
+    "INSERT INTO versions (id, model_id, version, stage, artifact_digest, artifact_size, kind, "
+    "format, policy_digest, git_sha, container_digest, dataset_snapshot, signature_digest, "
+    "attestation_digest, card_json, files_json, publisher, created_at, revoked, revoked_reason, "
+    "quarantined, quarantine_reason) VALUES "
+    "(1, 1, '1', 'Approved', 'sha256:{a}', 1, 'file', NULL, 'sha256:{p}', 'g', 'c', 'd', NULL, "
+    "NULL, '{{}}', '[]', 'p', 't0', TRUE, 'leaked', FALSE, NULL), "
+    "(2, 2, '1', 'Approved', 'sha256:{b}', 1, 'file', NULL, 'sha256:{p}', 'g', 'c', 'd', NULL, "
+    "NULL, '{{}}', '[]', 'p', 't0', FALSE, NULL, FALSE, NULL)",
+    "INSERT INTO aliases (id, model_id, alias, version_id, revision, change_ticket, updated_at, "
+    "updated_by) VALUES (1, 2, 'production', 2, 1, NULL, 't0', 'x')",
+    "INSERT INTO version_blobs (version_id, digest) VALUES (1, '{a}'), (2, '{b}')",
+    "INSERT INTO governance_log (at, actor, action, model, version, detail_json) VALUES "
+    "('t0', 'x', 'publish', 'risk', '1', '{{}}'), ('t0', 'x', 'publish', 'fraud', '1', '{{}}'), "
+    "('t0', 'x', 'upload_blob', NULL, NULL, '{{}}')",
+]
+DIG_A, DIG_B, DIG_P = "a" * 64, "b" * 64, "1" * 64
+
+
+def _caller(tenant: str, role: str = "admin") -> Caller:
+    return Caller("s", tenant, None, (), role, "spiffe://trustload.local/ns/x/sa/y")
+
+
+def test_upgrade_from_schema_2_keeps_data_and_scopes_it_by_tenant(engine):
+    """A database at the previous head (2) with data in it, upgraded to 3: every row is
+    kept, names become per tenant, ownership and revoked digests are backfilled from
+    what each tenant could see before, and the guards still hold."""
+    assert migrate(engine, upto=2) == [1, 2]
+    with engine.begin() as conn:
+        for statement in _V2_ROWS:
+            conn.execute(text(statement.format(a=DIG_A, b=DIG_B, p=DIG_P)))
+    assert migrate(engine) == [3]
+    assert schema_version(engine) == 3
+    store = Store(engine)
+    # Names are per tenant now: tenant A sees its risk, B its fraud; not each other's.
+    assert store.resolve("risk", "1", _caller("A", "consumer"))["revoked_reason"] == "leaked"
+    assert store.resolve("fraud", "production", _caller("B", "consumer"))["version"] == "1"
+    for name, tenant in (("risk", "B"), ("fraud", "A")):
+        with pytest.raises(ApiError) as err:
+            store.resolve(name, "1", _caller(tenant))
+        assert err.value.status == 404
+    # Visibility kept exactly (what a tenant's versions referenced), no wider.
+    assert store.blob_visible(DIG_A, _caller("A")) and store.blob_visible(DIG_B, _caller("B"))
+    assert not store.blob_visible(DIG_A, _caller("B"))
+    assert not store.blob_visible(DIG_B, _caller("A"))
+    # The governance log is attributed through the (then global) model names.
+    assert [
+        e["model"] for e in store.governance_log(_caller("A"), model=None, after=0, limit=10)
+    ] == ["risk"]
+    assert [
+        e["model"] for e in store.governance_log(_caller("B"), model=None, after=0, limit=10)
+    ] == ["fraud"]
+    with engine.connect() as conn:
+        revoked = conn.execute(text("SELECT digest, reason FROM revoked_digests")).all()
+        assert [tuple(r) for r in revoked] == [(f"sha256:{DIG_A}", "leaked")]
+        assert conn.execute(text("SELECT count(*) FROM versions")).scalar() == 2
+    # Tenant B may now create its own "risk"; a second "risk" in tenant A is refused.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO models (id, name, tenant_id, created_at) VALUES (10, 'risk', 'B', 't')"
+            )
+        )
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO models (id, name, tenant_id, created_at) VALUES (11, 'risk', 'A', 't')"
+            )
+        )
+    # Append-only guards survived the migration, including on the new table.
+    for statement in (
+        "UPDATE governance_log SET actor = 'rewritten'",
+        "DELETE FROM revoked_digests",
+        "UPDATE revoked_digests SET reason = 'nothing to see'",
+    ):
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(text(statement))
+    if engine.dialect.name == "sqlite":  # foreign keys are enforced again afterwards
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+
+
+def test_fresh_schema_matches_the_upgraded_one(engine, tmp_path):
+    """The ORM (store.py) and the migrations agree: every table and column the code maps
+    exists after migrating, with the per-tenant name constraint."""
+    from sqlalchemy import inspect as sa_inspect
+
+    from trustload.registry.store import Base
+
+    migrate(engine)
+    insp = sa_inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        assert insp.has_table(table.name), table.name
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        assert {c.name for c in table.columns} == have, table.name
+    uniques = [u["column_names"] for u in insp.get_unique_constraints("models")]
+    assert sorted(uniques) == [["tenant_id", "name"]]

@@ -157,6 +157,24 @@ def parse_files(value: Any) -> tuple[FileEntry, ...]:
     return tuple(entries)
 
 
+def answers(
+    record: VersionRecord, name: str, ref: str, *, alias_allowed: bool = True
+) -> VersionRecord:
+    """The record must be the one asked for: the same model, and the requested version
+    or an alias of that name (then its version is whatever the alias points at). Any
+    other record (another model's, another version's, however honestly signed) is a
+    Registry not answering the question: REGISTRY_UNAVAILABLE, the code of every
+    unusable answer. Not NOT_FOUND: nothing says the requested model is absent."""
+    same_version = record.version == ref
+    via_alias = alias_allowed and record.alias == ref
+    if record.name != name or not (same_version or via_alias):
+        raise RecordError(
+            f"asked for {name}@{ref}, the answer is the record of "
+            f"{record.name}@{record.version} (alias {record.alias!r})"
+        )
+    return record
+
+
 def parse_record(doc: Any) -> VersionRecord:
     """Strictly parse one version record (docs/registry-api.md "The version record")."""
     if not isinstance(doc, dict):
@@ -269,13 +287,13 @@ class RegistryClient:
         doc = self.transport.request_json(
             "GET", f"/v1/models/{_seg(name, 'model name')}/resolve/{_seg(ref, 'reference')}"
         )
-        return parse_record(doc)
+        return answers(parse_record(doc), name, ref)
 
     def get_version(self, name: str, version: str) -> VersionRecord:
         doc = self.transport.request_json(
             "GET", f"/v1/models/{_seg(name, 'model name')}/versions/{_seg(version, 'version')}"
         )
-        return parse_record(doc)
+        return answers(parse_record(doc), name, version, alias_allowed=False)
 
     def list_versions(self, name: str) -> list[VersionRecord]:
         doc = self.transport.request_json("GET", f"/v1/models/{_seg(name, 'model name')}/versions")

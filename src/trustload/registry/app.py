@@ -277,8 +277,9 @@ def create_app(
     @app.api_route("/v1/blobs/sha256/{hexdigest}", methods=["GET", "HEAD"])
     def get_blob(hexdigest: str, request: Request, who: Auth) -> Response:
         check_hex(hexdigest)
-        size = blobs.size(hexdigest)
-        if size is None or not store.blob_visible(hexdigest, who):
+        # Ownership first: another tenant's blob and a missing one take the same path.
+        size = blobs.size(hexdigest) if store.blob_visible(hexdigest, who) else None
+        if size is None:
             raise not_found(f"no blob sha256:{hexdigest}")
         check_range(request.headers.get("range"), size)
         return BlobResponse(
@@ -311,8 +312,10 @@ def create_app(
         if declared > max_blob_bytes:
             raise bad_request(f"blob larger than {max_blob_bytes} bytes", 413)
         stored = await blobs.ingest(hexdigest, request.stream(), declared)
-        await run_in_threadpool(store.log_blob_upload, who, hexdigest, stored.size, stored.created)
-        response.status_code = 201 if stored.created else 200
+        # 201/200 says whether *this tenant* held the blob before, never whether the
+        # bytes were already stored for someone else.
+        created = await run_in_threadpool(store.record_upload, who, hexdigest, stored.size)
+        response.status_code = 201 if created else 200
         return {"digest": f"sha256:{hexdigest}", "size": stored.size}
 
     @app.post("/v1/models/{name}/versions", status_code=201)

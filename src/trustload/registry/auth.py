@@ -45,9 +45,6 @@ class Caller:
         if ROLE_RANK[self.role] < ROLE_RANK[role]:
             raise forbidden(f"{action} needs role {role}; the token's role is {self.role}")
 
-    def sees_tenant(self, tenant_id: str) -> bool:
-        return self.is_admin or self.tenant_id == tenant_id
-
 
 def peer_identity(peercert: dict[str, Any] | None) -> str | None:
     """The workload identity a verified peer certificate names.

@@ -173,14 +173,15 @@ class BlobStore:
                 raise bad_request(
                     f"digest mismatch: body hashes to sha256:{actual}, not sha256:{hexdigest}"
                 )
+            # One path whether or not these bytes are already stored (maybe for another
+            # tenant): the whole body was streamed and hashed above, and it replaces the
+            # identical file atomically. No existence short-cut, so no timing oracle.
             final = self.root / hexdigest
-            if final.is_file():
-                sink.discard()
-                return Stored(hexdigest, declared, created=False)
+            existed = final.is_file()
             os.chmod(sink.path, 0o444)
             os.replace(sink.path, final)
             await to_thread.run_sync(fsync_dir, self.root)
-            return Stored(hexdigest, declared, created=True)
+            return Stored(hexdigest, declared, created=not existed)
         except BaseException:
             sink.discard()
             raise

@@ -8,18 +8,25 @@ Design notes:
   and refuse any UPDATE/DELETE of the governance log and stage history, so even a
   bug in this code (or an operator with SQL access through the app's role) cannot
   rewrite history silently (defence in depth; the code never tries).
-* Tenancy: a model belongs to the tenant of its first version's card; every later
-  version must name the same tenant. A caller of another tenant gets ``NOT_FOUND``:
-  the Registry does not confirm that another tenant's model exists (404, not 403).
-* Schema changes are numbered migrations recorded in ``schema_version``; each is
-  idempotent and they run in order under a lock (PostgreSQL advisory lock).
+* Tenancy: a model name belongs to a tenant (unique per tenant): tenants A and B may
+  each have ``risk``. Every lookup by name is scoped by the caller's tenant, admins
+  included, so another tenant's model is not "hidden", it is simply not there, and
+  publishing a name another tenant uses behaves exactly as for a free name.
+* Blobs: storage is content-addressed and shared; visibility rests on ownership
+  (``blob_owners``: the tenant uploaded it), never on a reference. A publish may name
+  only blobs its tenant owns; any other digest answers like one nobody uploaded.
+* Revocation binds the bytes: revoking a version also revokes its artifact digest
+  Registry-wide (``revoked_digests``, append-only); such a digest is never published
+  again (409) and every record carrying it reads ``revoked: true``.
+* Schema changes are numbered migrations (migrations.py) recorded in
+  ``schema_version``; they run in order under a lock.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -39,46 +46,54 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    insert,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from trustload.decision import rfc3339, utc_now
-from trustload.digests import FileEntry, check_relative_path, manifest_bytes
-from trustload.errors import FormatError, UsageError
+from trustload.errors import UsageError
 from trustload.facts import STAGES
 from trustload.registry.auth import Caller
 from trustload.registry.errors import bad_request, conflict, not_found
+from trustload.registry.migrations import MIGRATIONS, WRITE_OPTION, migrate, schema_version
+from trustload.registry.publishing import (
+    BlobRead,
+    BlobSize,
+    PublishRequest,
+    check_artifact,
+    files_from_json,
+    named_blobs,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "PublishRequest",
+    "Store",
+    "files_from_json",
+    "make_engine",
+    "migrate",
+    "schema_version",
+]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_REASON = 2000
 MAX_LOG_PAGE = 1000
 MAX_VERSIONS_LISTED = 10_000
-WRITE_OPTION = "trustload_write"
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class SchemaVersion(Base):
-    __tablename__ = "schema_version"
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    description: Mapped[str] = mapped_column(String(200))
-    applied_at: Mapped[str] = mapped_column(String(40))
-
-
 class ModelRow(Base):
+    """A model: its name is unique within its tenant only (migration 3)."""
+
     __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_models_tenant_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
     tenant_id: Mapped[str] = mapped_column(String(256), index=True)
     created_at: Mapped[str] = mapped_column(String(40))
 
@@ -134,7 +149,7 @@ class AliasRow(Base):
 
 
 class VersionBlobRow(Base):
-    """Which blobs a version references: the basis of tenancy on blob downloads."""
+    """Which blobs a version references (a record; visibility rests on ``blob_owners``)."""
 
     __tablename__ = "version_blobs"
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
@@ -144,9 +159,34 @@ class VersionBlobRow(Base):
 Index("ix_version_blobs_digest", VersionBlobRow.digest)
 
 
+class BlobOwnerRow(Base):
+    """Which tenant uploaded which blob: the only basis of blob visibility. Storage is
+    content-addressed (deduplicated across tenants); visibility never is."""
+
+    __tablename__ = "blob_owners"
+    tenant_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class RevokedDigestRow(Base):
+    """Artifact digests revoked anywhere (append-only, database-guarded): revocation
+    binds the bytes, not a version label."""
+
+    __tablename__ = "revoked_digests"
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(1200))
+    revoked_at: Mapped[str] = mapped_column(String(40))
+
+
 class GovernanceEventRow(Base):
     __tablename__ = "governance_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
     at: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(1200))
     action: Mapped[str] = mapped_column(String(64))
@@ -158,158 +198,65 @@ class GovernanceEventRow(Base):
 _VERSION_COLUMNS = tuple(cast(Table, VersionRow.__table__).c)
 
 # Hot-path statements, built once: building a select costs more than running it.
-_MODEL_BY_NAME = select(ModelRow.id, ModelRow.tenant_id).where(ModelRow.name == bindparam("name"))
+# Every lookup by name is scoped by the caller's tenant: another tenant's model of the
+# same name is simply not in the result, so it cannot answer differently.
+# ``digest_revoked_reason``: the artifact's bytes were revoked anywhere (revocation
+# binds the digest), looked up in the same query.
+_DIGEST_REVOKED = RevokedDigestRow.reason.label("digest_revoked_reason")
+_MODEL_BY_NAME = select(ModelRow.id).where(
+    ModelRow.name == bindparam("name"), ModelRow.tenant_id == bindparam("tenant")
+)
 _RESOLVE_VERSION = (
-    select(ModelRow.tenant_id.label("model_tenant"), *_VERSION_COLUMNS)
+    select(*_VERSION_COLUMNS, _DIGEST_REVOKED)
+    .select_from(ModelRow)
     .join(VersionRow, VersionRow.model_id == ModelRow.id)
-    .where(ModelRow.name == bindparam("name"), VersionRow.version == bindparam("ref"))
+    .outerjoin(RevokedDigestRow, RevokedDigestRow.digest == VersionRow.artifact_digest)
+    .where(
+        ModelRow.name == bindparam("name"),
+        ModelRow.tenant_id == bindparam("tenant"),
+        VersionRow.version == bindparam("ref"),
+    )
 )
 _RESOLVE_ALIAS = (
     select(
-        ModelRow.tenant_id.label("model_tenant"),
         AliasRow.alias.label("alias_name"),
         AliasRow.revision.label("alias_revision"),
         AliasRow.change_ticket.label("alias_ticket"),
         *_VERSION_COLUMNS,
+        _DIGEST_REVOKED,
     )
+    .select_from(ModelRow)
     .join(AliasRow, AliasRow.model_id == ModelRow.id)
     .join(VersionRow, VersionRow.id == AliasRow.version_id)
-    .where(ModelRow.name == bindparam("name"), AliasRow.alias == bindparam("ref"))
+    .outerjoin(RevokedDigestRow, RevokedDigestRow.digest == VersionRow.artifact_digest)
+    .where(
+        ModelRow.name == bindparam("name"),
+        ModelRow.tenant_id == bindparam("tenant"),
+        AliasRow.alias == bindparam("ref"),
+    )
 )
-_VERSION_OF_MODEL = select(*_VERSION_COLUMNS).where(
-    VersionRow.model_id == bindparam("model_id"), VersionRow.version == bindparam("version")
+_VERSION_OF_MODEL = (
+    select(*_VERSION_COLUMNS, _DIGEST_REVOKED)
+    .outerjoin(RevokedDigestRow, RevokedDigestRow.digest == VersionRow.artifact_digest)
+    .where(VersionRow.model_id == bindparam("model_id"), VersionRow.version == bindparam("version"))
 )
 _VERSIONS_OF_MODEL = (
-    select(*_VERSION_COLUMNS)
+    select(*_VERSION_COLUMNS, _DIGEST_REVOKED)
+    .outerjoin(RevokedDigestRow, RevokedDigestRow.digest == VersionRow.artifact_digest)
     .where(VersionRow.model_id == bindparam("model_id"))
     .order_by(VersionRow.id)
     .limit(MAX_VERSIONS_LISTED)
 )
-_BLOB_OF_TENANT = (
+_BLOB_OWNED = select(BlobOwnerRow.digest).where(
+    BlobOwnerRow.digest == bindparam("digest"), BlobOwnerRow.tenant_id == bindparam("tenant")
+)
+_BLOB_REFERENCED = (
     select(VersionBlobRow.version_id)
     .join(VersionRow, VersionRow.id == VersionBlobRow.version_id)
     .join(ModelRow, ModelRow.id == VersionRow.model_id)
     .where(VersionBlobRow.digest == bindparam("digest"), ModelRow.tenant_id == bindparam("tenant"))
     .limit(1)
 )
-
-
-# --------------------------------------------------------------------------- migrations
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _m1_initial(conn: Connection) -> None:
-    rows = (ModelRow, VersionRow, StageChangeRow, AliasRow, VersionBlobRow, GovernanceEventRow)
-    tables = [cast(Table, row.__table__) for row in rows]
-    Base.metadata.create_all(conn, tables=tables, checkfirst=True)
-
-
-_IMMUTABLE_COLUMNS = (
-    "model_id, version, artifact_digest, artifact_size, kind, format, policy_digest, "
-    "git_sha, container_digest, dataset_snapshot, signature_digest, attestation_digest, "
-    "card_json, files_json, publisher, created_at"
-)
-
-
-def _m2_guards(conn: Connection) -> None:
-    """Append-only log and history, immutable version content, final revocation."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text(
-                "CREATE OR REPLACE FUNCTION trustload_refuse_change() RETURNS trigger "
-                "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
-                "'trustload: % on % refused (append-only / immutable)', TG_OP, TG_TABLE_NAME; "
-                "END $$"
-            )
-        )
-        guards = {
-            "governance_log_append_only": "BEFORE UPDATE OR DELETE ON governance_log",
-            "stage_history_append_only": "BEFORE UPDATE OR DELETE ON stage_history",
-            "versions_no_delete": "BEFORE DELETE ON versions",
-            "versions_immutable": f"BEFORE UPDATE OF {_IMMUTABLE_COLUMNS} ON versions",
-            "versions_revocation_final": (
-                "BEFORE UPDATE OF revoked ON versions FOR EACH ROW "
-                "WHEN (OLD.revoked AND NOT NEW.revoked)"
-            ),
-        }
-        for name, when in guards.items():
-            table = when.split(" ON ")[1].split()[0]
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
-            each = "" if "FOR EACH ROW" in when else " FOR EACH ROW"
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER {name} {when}{each} EXECUTE FUNCTION trustload_refuse_change()"
-                )
-            )
-        return
-    if conn.dialect.name == "sqlite":
-        guards_sqlite = {
-            "governance_log_no_update": "BEFORE UPDATE ON governance_log",
-            "governance_log_no_delete": "BEFORE DELETE ON governance_log",
-            "stage_history_no_update": "BEFORE UPDATE ON stage_history",
-            "stage_history_no_delete": "BEFORE DELETE ON stage_history",
-            "versions_no_delete": "BEFORE DELETE ON versions",
-            "versions_immutable": f"BEFORE UPDATE OF {_IMMUTABLE_COLUMNS} ON versions",
-            "versions_revocation_final": (
-                "BEFORE UPDATE OF revoked ON versions WHEN OLD.revoked = 1 AND NEW.revoked = 0"
-            ),
-        }
-        for name, when in guards_sqlite.items():
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER IF NOT EXISTS {name} {when} BEGIN "
-                    f"SELECT RAISE(ABORT, 'trustload: refused (append-only / immutable)'); END"
-                )
-            )
-        return
-    raise UsageError(f"unsupported database dialect {conn.dialect.name}")
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema", _m1_initial),
-    Migration(2, "append-only log, immutable versions, final revocation", _m2_guards),
-)
-_PG_LOCK_KEY = 0x7472757374  # "trust"
-
-
-def migrate(engine: Engine) -> list[int]:
-    """Bring the schema to the newest version; return the migrations applied now."""
-    applied_now: list[int] = []
-    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        cast(Table, SchemaVersion.__table__).create(conn, checkfirst=True)
-        done = set(conn.scalars(select(SchemaVersion.version)))
-        newest = max(m.number for m in MIGRATIONS)
-        if done and max(done) > newest:
-            raise UsageError(
-                f"database schema version {max(done)} is newer than this trustload ({newest})"
-            )
-        for m in MIGRATIONS:
-            if m.number in done:
-                continue
-            m.apply(conn)
-            conn.execute(
-                insert(SchemaVersion).values(
-                    version=m.number, description=m.description, applied_at=rfc3339(utc_now())
-                )
-            )
-            applied_now.append(m.number)
-    return applied_now
-
-
-def schema_version(engine: Engine) -> int:
-    """The newest migration applied (0 on an empty database)."""
-    if not inspect(engine).has_table(SchemaVersion.__tablename__):
-        return 0
-    with engine.connect() as conn:
-        return max(conn.scalars(select(SchemaVersion.version)), default=0)
 
 
 def make_engine(url: str) -> Engine:
@@ -354,9 +301,19 @@ class AliasView:
     change_ticket: str | None
 
 
-def version_record(name: str, v: Any, alias: AliasView | None, served_at: str) -> dict[str, Any]:
+def version_record(
+    name: str,
+    v: Any,
+    alias: AliasView | None,
+    served_at: str,
+    digest_revoked: str | None = None,
+) -> dict[str, Any]:
     """The version record of docs/registry-api.md. ``v`` is a VersionRow or a Core row
-    with the same column names."""
+    with the same column names; ``digest_revoked`` is the reason its artifact digest was
+    revoked anywhere (a Core row may carry it as ``digest_revoked_reason``)."""
+    if digest_revoked is None:
+        digest_revoked = getattr(v, "digest_revoked_reason", None)
+    revoked = bool(v.revoked) or digest_revoked is not None
     return {
         "name": name,
         "version": v.version,
@@ -369,8 +326,8 @@ def version_record(name: str, v: Any, alias: AliasView | None, served_at: str) -
         "git_sha": v.git_sha,
         "container_digest": v.container_digest,
         "dataset_snapshot": v.dataset_snapshot,
-        "revoked": bool(v.revoked),
-        "revoked_reason": v.revoked_reason,
+        "revoked": revoked,
+        "revoked_reason": v.revoked_reason if v.revoked else digest_revoked,
         "quarantined": bool(v.quarantined),
         "quarantine_reason": v.quarantine_reason,
         "card": _loads(v.card_json),
@@ -386,34 +343,9 @@ def version_record(name: str, v: Any, alias: AliasView | None, served_at: str) -
     }
 
 
-@dataclass(frozen=True)
-class PublishRequest:
-    """A validated publish request (app.py parses JSON into the pydantic model)."""
-
-    version: str
-    artifact_digest: str
-    artifact_size: int
-    kind: str
-    format: str | None
-    files: tuple[FileEntry, ...]
-    policy_digest: str
-    git_sha: str
-    container_digest: str
-    dataset_snapshot: str
-    signature_digest: str | None
-    attestation_digest: str | None
-    card: dict[str, Any]
-
-
 def check_name(value: str, what: str) -> str:
     if not NAME_RE.match(value):
         raise bad_request(f"{what} must match {NAME_RE.pattern}")
-    return value
-
-
-def check_digest(value: str, what: str) -> str:
-    if not DIGEST_RE.match(value):
-        raise bad_request(f"{what} must be sha256:<64 lowercase hex>")
     return value
 
 
@@ -422,10 +354,6 @@ def _reason(reason: str) -> str:
     if not reason or len(reason) > MAX_REASON:
         raise bad_request(f"a reason of 1..{MAX_REASON} characters is required")
     return reason
-
-
-BlobSize = Callable[[str], "int | None"]
-BlobRead = Callable[[str, int], bytes]
 
 
 class Store:
@@ -457,6 +385,7 @@ class Store:
         s.add(
             GovernanceEventRow(
                 at=rfc3339(utc_now()),
+                tenant_id=caller.tenant_id,
                 actor=caller.actor,
                 action=action,
                 model=model,
@@ -468,11 +397,19 @@ class Store:
     @staticmethod
     def _model(s: Session, name: str, caller: Caller) -> ModelRow:
         check_name(name, "model name")
-        m = s.scalars(select(ModelRow).where(ModelRow.name == name)).first()
-        if m is None or not caller.sees_tenant(m.tenant_id):
-            # Another tenant's model is indistinguishable from a missing one.
+        m = s.scalars(
+            select(ModelRow).where(ModelRow.name == name, ModelRow.tenant_id == caller.tenant_id)
+        ).first()
+        if m is None:  # another tenant's model of this name is simply not there
             raise not_found(f"no model {name!r}")
         return m
+
+    @staticmethod
+    def _digest_revoked(s: Session, artifact_digest: str) -> str | None:
+        """The reason ``artifact_digest`` was revoked anywhere, or None."""
+        return s.scalars(
+            select(RevokedDigestRow.reason).where(RevokedDigestRow.digest == artifact_digest)
+        ).first()
 
     @staticmethod
     def _version(s: Session, m: ModelRow, version: str, *, lock: bool = False) -> VersionRow:
@@ -502,28 +439,26 @@ class Store:
             yield conn
 
     def _visible_model_id(self, conn: Connection, name: str, caller: Caller) -> int:
-        row = conn.execute(_MODEL_BY_NAME, {"name": name}).first()
-        if row is None or not caller.sees_tenant(row.tenant_id):
+        row = conn.execute(_MODEL_BY_NAME, {"name": name, "tenant": caller.tenant_id}).first()
+        if row is None:
             raise not_found(f"no model {name!r}")
         return int(row.id)
 
     def resolve(self, name: str, ref: str, caller: Caller) -> dict[str, Any]:
         """A version wins over an alias of the same name (publish and alias refuse
-        such clashes anyway). Two indexed queries on the hot path, tenancy after."""
+        such clashes anyway). Two indexed queries on the hot path, both scoped by the
+        caller's tenant."""
         check_name(name, "model name")
         check_name(ref, "ref")
+        params = {"name": name, "ref": ref, "tenant": caller.tenant_id}
         with self.read() as conn:
-            row = conn.execute(_RESOLVE_VERSION, {"name": name, "ref": ref}).first()
+            row = conn.execute(_RESOLVE_VERSION, params).first()
             if row is not None:
-                if caller.sees_tenant(row.model_tenant):
-                    return version_record(name, row, None, rfc3339(utc_now()))
-                raise not_found(f"no model {name!r}")
-            row = conn.execute(_RESOLVE_ALIAS, {"name": name, "ref": ref}).first()
+                return version_record(name, row, None, rfc3339(utc_now()))
+            row = conn.execute(_RESOLVE_ALIAS, params).first()
             if row is not None:
-                if caller.sees_tenant(row.model_tenant):
-                    view = AliasView(row.alias_name, row.alias_revision, row.alias_ticket)
-                    return version_record(name, row, view, rfc3339(utc_now()))
-                raise not_found(f"no model {name!r}")
+                view = AliasView(row.alias_name, row.alias_revision, row.alias_ticket)
+                return version_record(name, row, view, rfc3339(utc_now()))
             self._visible_model_id(conn, name, caller)  # the precise 404
             raise not_found(f"no version or alias {name}@{ref}")
 
@@ -562,20 +497,23 @@ class Store:
             ]
 
     def blob_visible(self, hexdigest: str, caller: Caller) -> bool:
-        """Tenancy on blobs: visible if some version of the caller's tenant uses it
-        (admins see every blob, referenced or not)."""
-        if caller.is_admin:
-            return True
+        """Tenancy on blobs, within the caller's tenant only (admins included).
+        Publishers and admins see what their tenant uploaded; consumers see what a
+        version of their tenant references. References never widen visibility: a
+        publish may only reference blobs its tenant uploaded."""
+        query = _BLOB_REFERENCED if caller.role == "consumer" else _BLOB_OWNED
         with self.read() as conn:
             params = {"digest": hexdigest, "tenant": caller.tenant_id}
-            return conn.execute(_BLOB_OF_TENANT, params).first() is not None
+            return conn.execute(query, params).first() is not None
 
     def governance_log(
         self, caller: Caller, *, model: str | None, after: int, limit: int
     ) -> list[dict[str, Any]]:
         limit = max(1, min(limit, MAX_LOG_PAGE))
         with self.tx() as s:
-            q = select(GovernanceEventRow).where(GovernanceEventRow.id > after)
+            q = select(GovernanceEventRow).where(
+                GovernanceEventRow.id > after, GovernanceEventRow.tenant_id == caller.tenant_id
+            )
             if model is not None:
                 q = q.where(GovernanceEventRow.model == model)
             rows = s.scalars(q.order_by(GovernanceEventRow.id).limit(limit))
@@ -594,16 +532,36 @@ class Store:
 
     # -- writes ------------------------------------------------------------------
 
-    def log_blob_upload(self, caller: Caller, hexdigest: str, size: int, created: bool) -> None:
-        with self.tx(write=True) as s:
-            self._log(
-                s,
-                caller,
-                "upload_blob",
-                None,
-                None,
-                {"digest": f"sha256:{hexdigest}", "size": size, "created": created},
-            )
+    def record_upload(self, caller: Caller, hexdigest: str, size: int) -> bool:
+        """Record that the caller's tenant holds (uploaded) this blob; True when it did
+        not before. The answer depends on this tenant only: whether another tenant
+        uploaded the same bytes never shows (the blob store hashed the whole body and
+        stored it the same way in both cases)."""
+        for attempt in (1, 2):
+            try:
+                with self.tx(write=True) as s:
+                    owned = s.get(BlobOwnerRow, (caller.tenant_id, hexdigest)) is not None
+                    if not owned:
+                        s.add(
+                            BlobOwnerRow(
+                                tenant_id=caller.tenant_id,
+                                digest=hexdigest,
+                                created_at=rfc3339(utc_now()),
+                            )
+                        )
+                    self._log(
+                        s,
+                        caller,
+                        "upload_blob",
+                        None,
+                        None,
+                        {"digest": f"sha256:{hexdigest}", "size": size, "created": not owned},
+                    )
+                    return not owned
+            except IntegrityError:  # the same tenant uploading it twice at once
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def publish(
         self,
@@ -618,21 +576,30 @@ class Store:
         tenant = req.card.get("tenant_id")
         if not isinstance(tenant, str) or not tenant:
             raise bad_request("card.tenant_id (a non-empty string) is required")
-        if tenant != caller.tenant_id and not caller.is_admin:
+        if tenant != caller.tenant_id:
             raise bad_request("card.tenant_id must be the publisher's own tenant")
-        referenced = self._check_artifact(req, blob_size, blob_read)
+        visible = self._visible_blobs(caller, named_blobs(req))
+
+        def visible_size(hexdigest: str) -> int | None:
+            # Another tenant's blob answers exactly like one nobody uploaded.
+            return blob_size(hexdigest) if hexdigest in visible else None
+
+        referenced = check_artifact(req, visible_size, blob_read)
         now = rfc3339(utc_now())
         try:
             with self.tx(write=True) as s:
-                m = s.scalars(select(ModelRow).where(ModelRow.name == name)).first()
+                if self._digest_revoked(s, req.artifact_digest) is not None:
+                    raise conflict(
+                        f"artifact {req.artifact_digest} is revoked; a revoked digest can "
+                        "never be published again"
+                    )
+                m = s.scalars(
+                    select(ModelRow).where(ModelRow.name == name, ModelRow.tenant_id == tenant)
+                ).first()
                 if m is None:
                     m = ModelRow(name=name, tenant_id=tenant, created_at=now)
                     s.add(m)
                     s.flush()
-                elif not caller.sees_tenant(m.tenant_id):
-                    raise not_found(f"no model {name!r}")
-                elif m.tenant_id != tenant:
-                    raise conflict(f"model {name!r} belongs to tenant {m.tenant_id!r}")
                 clash = s.scalars(
                     select(AliasRow.id).where(
                         AliasRow.model_id == m.id, AliasRow.alias == req.version
@@ -691,62 +658,18 @@ class Store:
         except IntegrityError as exc:
             raise conflict(f"{name}@{req.version} was published concurrently") from exc
 
-    @staticmethod
-    def _check_artifact(req: PublishRequest, blob_size: BlobSize, blob_read: BlobRead) -> set[str]:
-        """Every digest named must be an uploaded blob of the stated size; a directory's
-        manifest must list exactly ``files``. Returns the hex digests referenced."""
-        check_digest(req.artifact_digest, "artifact_digest")
-        check_digest(req.policy_digest, "policy_digest")
-        if req.artifact_size < 0:
-            raise bad_request("artifact_size must be >= 0")
-        if not req.files:
-            raise bad_request("files must list at least one file")
-        art_hex = req.artifact_digest.removeprefix("sha256:")
-        referenced = {art_hex}
-        for f in req.files:
-            if not re.fullmatch(r"[0-9a-f]{64}", f.sha256) or f.size < 0:
-                raise bad_request(f"bad file entry {f.path!r}")
-            try:
-                check_relative_path(f.path)
-            except FormatError as exc:
-                raise bad_request(exc.message) from exc
-            if blob_size(f.sha256) != f.size:
-                raise bad_request(
-                    f"file {f.path!r}: no uploaded blob sha256:{f.sha256} of {f.size} bytes"
+    def _visible_blobs(self, caller: Caller, digests: set[str]) -> set[str]:
+        """Which of ``digests`` the caller's tenant may reference (it uploaded them)."""
+        if not digests:
+            return set()
+        with self.read() as conn:
+            rows = conn.execute(
+                select(BlobOwnerRow.digest).where(
+                    BlobOwnerRow.tenant_id == caller.tenant_id,
+                    BlobOwnerRow.digest.in_(sorted(digests)),
                 )
-            referenced.add(f.sha256)
-        if req.kind == "file":
-            if len(req.files) != 1 or req.files[0].sha256 != art_hex:
-                raise bad_request(
-                    "a file artifact has exactly one file whose sha256 is the artifact's"
-                )
-            if req.files[0].size != req.artifact_size:
-                raise bad_request("artifact_size differs from the file's size")
-        elif req.kind == "directory":
-            if sum(f.size for f in req.files) != req.artifact_size:
-                raise bad_request("artifact_size must be the sum of the files' sizes")
-            if blob_size(art_hex) is None:
-                raise bad_request(f"no uploaded manifest blob {req.artifact_digest}")
-            try:
-                expected = manifest_bytes(req.files)
-            except Exception as exc:
-                raise bad_request(f"files do not form a valid manifest: {exc}") from exc
-            if blob_read(art_hex, MAX_MANIFEST_BYTES) != expected:
-                raise bad_request("the manifest blob does not list exactly these files")
-        else:
-            raise bad_request("kind must be 'file' or 'directory'")
-        for what, digest in (
-            ("signature_digest", req.signature_digest),
-            ("attestation_digest", req.attestation_digest),
-        ):
-            if digest is None:
-                continue
-            check_digest(digest, what)
-            hexpart = digest.removeprefix("sha256:")
-            if blob_size(hexpart) is None:
-                raise bad_request(f"{what}: no uploaded blob {digest}")
-            referenced.add(hexpart)
-        return referenced
+            )
+            return {str(r.digest) for r in rows}
 
     def set_stage(self, name: str, version: str, stage: str, caller: Caller) -> dict[str, Any]:
         if stage not in STAGES:
@@ -754,7 +677,8 @@ class Store:
         with self.tx(write=True) as s:
             m = self._model(s, name, caller)
             v = self._version(s, m, version, lock=True)
-            if v.revoked and stage != "Archived":
+            digest_revoked = self._digest_revoked(s, v.artifact_digest)
+            if (v.revoked or digest_revoked is not None) and stage != "Archived":
                 raise conflict(f"{name}@{version} is revoked; it can only be archived")
             now = rfc3339(utc_now())
             previous = v.stage
@@ -765,7 +689,7 @@ class Store:
                 )
             )
             self._log(s, caller, "stage", name, version, {"stage": stage, "previous": previous})
-            return version_record(m.name, v, None, now)
+            return version_record(m.name, v, None, now, digest_revoked)
 
     def set_alias(
         self, name: str, alias: str, version: str, change_ticket: str | None, caller: Caller
@@ -791,7 +715,7 @@ class Store:
             if clash is not None:
                 raise conflict(f"{alias!r} is a version of {name!r}; an alias may not shadow it")
             v = self._version(s, m, version)
-            if v.revoked:
+            if v.revoked or self._digest_revoked(s, v.artifact_digest) is not None:
                 raise conflict(f"{name}@{version} is revoked; no alias may point at it")
             now = rfc3339(utc_now())
             a = s.scalars(
@@ -847,7 +771,12 @@ class Store:
             }
 
     def revoke(self, name: str, version: str, reason: str, caller: Caller) -> dict[str, Any]:
-        reason = _reason(reason)
+        try:
+            return self._revoke(name, version, _reason(reason), caller)
+        except IntegrityError as exc:  # two versions of one digest revoked at once
+            raise conflict(f"{name}@{version}: revoked concurrently; retry") from exc
+
+    def _revoke(self, name: str, version: str, reason: str, caller: Caller) -> dict[str, Any]:
         with self.tx(write=True) as s:
             m = self._model(s, name, caller)
             v = self._version(s, m, version, lock=True)
@@ -855,15 +784,30 @@ class Store:
                 raise conflict(f"{name}@{version} is already revoked (revocation is final)")
             v.revoked = True
             v.revoked_reason = reason
+            now = rfc3339(utc_now())
+            if self._digest_revoked(s, v.artifact_digest) is None:
+                # Revocation binds the bytes: the digest is revoked Registry-wide, for
+                # good (append-only table), whatever name or version carries it.
+                s.add(
+                    RevokedDigestRow(
+                        digest=v.artifact_digest,
+                        tenant_id=caller.tenant_id,
+                        model=m.name,
+                        version=version,
+                        reason=reason,
+                        actor=caller.actor,
+                        revoked_at=now,
+                    )
+                )
             self._log(s, caller, "revoke", name, version, {"reason": reason})
-            return version_record(m.name, v, None, rfc3339(utc_now()))
+            return version_record(m.name, v, None, now)
 
     def quarantine(self, name: str, version: str, reason: str, caller: Caller) -> dict[str, Any]:
         reason = _reason(reason)
         with self.tx(write=True) as s:
             m = self._model(s, name, caller)
             v = self._version(s, m, version, lock=True)
-            if v.revoked:
+            if v.revoked or self._digest_revoked(s, v.artifact_digest) is not None:
                 raise conflict(f"{name}@{version} is revoked (final); quarantine is moot")
             v.quarantined = True
             v.quarantine_reason = reason
@@ -874,7 +818,7 @@ class Store:
         with self.tx(write=True) as s:
             m = self._model(s, name, caller)
             v = self._version(s, m, version, lock=True)
-            if v.revoked:
+            if v.revoked or self._digest_revoked(s, v.artifact_digest) is not None:
                 raise conflict(f"{name}@{version} is revoked; revocation is final")
             if not v.quarantined:
                 raise conflict(f"{name}@{version} is not quarantined")
@@ -883,7 +827,3 @@ class Store:
             v.quarantine_reason = None
             self._log(s, caller, "release", name, version, {"previous_reason": previous})
             return version_record(m.name, v, None, rfc3339(utc_now()))
-
-
-def files_from_json(items: Sequence[dict[str, Any]]) -> tuple[FileEntry, ...]:
-    return tuple(FileEntry(str(i["path"]), str(i["sha256"]), int(i["size"])) for i in items)
