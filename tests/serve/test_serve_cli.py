@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.registry import DevEnv
 
 
@@ -41,15 +43,18 @@ def test_unknown_config_key_is_refused(dev_env: DevEnv) -> None:
     assert res.returncode == 2 and "refresh_intervall" in res.stderr
 
 
-def test_served_connections_have_tcp_nodelay() -> None:
+@pytest.mark.parametrize("server", ["serve", "registry"])
+def test_served_connections_have_tcp_nodelay(server: str) -> None:
     """Accepted connections must not run Nagle: a response written as headers + body would
-    wait for the client's delayed ACK (~40 ms per small inference, seen in bench/serve.py)."""
+    wait for the client's delayed ACK (~40 ms per small inference, seen in bench/serve.py).
+    The Registry and the serving runtime open their listeners through one function."""
     import asyncio
     import socket
 
     from trustload.cli.serve import _bind
+    from trustload.registry.server import _bind as registry_bind
 
-    sock = _bind("127.0.0.1:0")
+    sock = _bind("127.0.0.1:0") if server == "serve" else registry_bind("127.0.0.1", 0)
 
     async def accepted_nodelay() -> int:
         got: asyncio.Future[int] = asyncio.get_running_loop().create_future()

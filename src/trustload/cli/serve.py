@@ -54,24 +54,12 @@ def barrier_hook(directory: Path) -> Callable[[VersionRecord], None]:
 
 
 def _bind(listen: str) -> socket.socket:
-    import socket
+    from trustload.listen import tcp_listener
 
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"[serve].listen must be HOST:PORT, got {listen!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
-    # Without it, a response written as headers + body meets Nagle and the client's
-    # delayed ACK: every small inference took ~40 ms instead of ~1 ms (bench/serve.py).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, int(port)))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {listen}: {exc.strerror}") from exc
+    sock = tcp_listener(host.strip("[]") or "127.0.0.1", int(port))
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
