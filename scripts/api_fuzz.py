@@ -13,8 +13,10 @@ Usage: ``python scripts/api_fuzz.py [--budget SECONDS] [--seed N] [--report-dir 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,22 +42,56 @@ ROLES = (
 CONFIG = ROOT / "scripts" / "schemathesis.toml"
 
 
+SEED_NAME, SEED_VERSION, SEED_ALIAS = "risk", "1", "production"
+SEED_BYTES = b"seed model bytes"
+
+
 def seed(env: DevEnv, url: str) -> None:
-    """One real model so reads, governance and stateful links meet existing records."""
+    """One real model (approved, aliased) so reads, governance and stateful links meet
+    existing records, not only 404s."""
     with env.client(role="admin", url=url) as c:
-        resp = publish_bytes(c, "risk", "1", b"seed model bytes")
+        resp = publish_bytes(c, SEED_NAME, SEED_VERSION, SEED_BYTES)
         if resp.status_code != 201:
             raise SystemExit(f"seeding failed: {resp.status_code} {resp.text[:200]}")
+        base = f"/v1/models/{SEED_NAME}"
+        c.put(f"{base}/versions/{SEED_VERSION}/stage", json={"stage": "Approved"})
+        c.put(f"{base}/aliases/{SEED_ALIAS}", json={"version": SEED_VERSION})
 
 
-def run_role(env: DevEnv, url: str, role: tuple[str, str, str, str], args: argparse.Namespace) -> int:
+def write_config(dest: Path) -> Path:
+    """scripts/schemathesis.toml plus dictionaries of the seeded identifiers: half of the
+    generated names, versions, refs and blob digests are real ones."""
+    hexdigest = hashlib.sha256(SEED_BYTES).hexdigest()
+    seeded = f"""
+[dictionaries]
+models = {{ values = ["{SEED_NAME}"] }}
+versions = {{ values = ["{SEED_VERSION}"] }}
+refs = {{ values = ["{SEED_VERSION}", "{SEED_ALIAS}"] }}
+blobs = {{ values = ["{hexdigest}"] }}
+
+[parameters]
+"path.name" = {{ dictionary = "models", probability = 0.5 }}
+"query.model" = {{ dictionary = "models", probability = 0.5 }}
+"path.version" = {{ dictionary = "versions", probability = 0.5 }}
+"path.ref" = {{ dictionary = "refs", probability = 0.5 }}
+"path.alias" = {{ dictionary = "refs", probability = 0.5 }}
+"path.hexdigest" = {{ dictionary = "blobs", probability = 0.5 }}
+"""
+    path = dest / "schemathesis.toml"
+    path.write_text(CONFIG.read_text() + seeded)
+    return path
+
+
+def run_role(
+    env: DevEnv, url: str, role: tuple[str, str, str, str], args: argparse.Namespace
+) -> int:
     label, claim_role, tenant, cert_owner = role
     cert, key = env.cert_paths(cert_owner)
     token = env.token(role=claim_role, tenant=tenant, ttl=600)
     cmd = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
-        str(CONFIG),
+        str(write_config(env.root)),
         "run",
         f"{url}/openapi.json",
         "--checks",
@@ -86,7 +122,7 @@ def run_role(env: DevEnv, url: str, role: tuple[str, str, str, str], args: argpa
     ]
     print(f"== schemathesis as {label} (role {claim_role}, tenant {tenant})", flush=True)
     started = time.monotonic()
-    rc = subprocess.call(cmd, cwd=ROOT, timeout=args.budget * 3 + 60)
+    rc = subprocess.call(cmd, cwd=env.root, timeout=args.budget * 3 + 60)  # its cache: temp
     print(f"== {label}: exit {rc} in {time.monotonic() - started:.1f} s", flush=True)
     return rc
 
@@ -99,6 +135,8 @@ def main() -> int:
     parser.add_argument("--only", help="run one role label only (admin, publisher-B, consumer)")
     parser.add_argument("extra", nargs="*", help="more schemathesis options (after --)")
     args = parser.parse_args()
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the Registry is always stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="trustload-api-fuzz-"))
     env = make_test_env(work / "env")
     failed = []
