@@ -21,11 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import generated_client_check  # noqa: E402
 from tests.support.registry import (  # noqa: E402  (the repository root is on sys.path now)
     DevEnv,
     make_test_env,
@@ -149,6 +153,14 @@ def main() -> int:
                     continue
                 if run_role(env, running.url, role, args) != 0:
                     failed.append(role[0])
+            try:
+                (work / "client").mkdir()
+                generated_client_check.check(env, running.url, work / "client")
+                print("== generated client (openapi-python-client): ok", flush=True)
+            except Exception as exc:  # any breach of the contract is a finding
+                traceback.print_exc()
+                print(f"== generated client (openapi-python-client): FAILED {exc!r}")
+                failed.append("generated-client")
             if running.process.poll() is not None:
                 print("the Registry died during the run", file=sys.stderr)
                 failed.append("registry-process")
