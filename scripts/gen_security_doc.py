@@ -134,7 +134,9 @@ a certificate the gate trusts (a compromised front-end or mirror: `tests/attacks
 someone with write access to the Registry's blob store or to the gate's cache, a publisher
 without the release key, or a workload with the wrong token. The `serving` rows send hostile
 inference requests to a real `trustload serve` process: their code is the HTTP status the
-server must answer (`HTTP 400` / `HTTP 413`), with no traceback in its log.
+server must answer (`HTTP 400` / `HTTP 413`), with no traceback in its log. Rows whose code
+reads `HTTP <status> <code>` attack the Registry's HTTP API itself (any authenticated
+client) and assert that exact status and error code, and that nothing was created.
 
 The table is generated from the tests themselves (`scripts/gen_security_doc.py` reads them
 with `ast`: the docstring's first paragraph, its `Attack:` line, and the `ReasonCode`
