@@ -5,6 +5,7 @@ the exact status, error code and headers, and that nothing was created."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -42,17 +43,21 @@ def admin(arena: Arena) -> Any:
         yield c
 
 
+# Valid names of every shape the grammar allows (dots, dashes, underscores), made unique.
+NAMES = st.from_regex(re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", re.ASCII), fullmatch=True)
+
+
 @settings(FUZZ_NET, max_examples=25)
-@given(bad=CONTROL, where=st.sampled_from(["name", "version", "alias"]))
+@given(prefix=NAMES, bad=CONTROL, where=st.sampled_from(["name", "version", "alias"]))
 def test_api_identifier_with_trailing_newline(
-    arena: Arena, admin: Any, bad: str, where: str
+    arena: Arena, admin: Any, prefix: str, bad: str, where: str
 ) -> None:
     """A model name, version or alias ending in a newline (``risk\\n``, ``prod\\n``): it
     used to become a second model/alias that looks identical in every log.
 
     Attack: api / look-alike identifier
     """
-    name = f"risk-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     if where == "name":
         resp = publish_bytes(admin, _p(name + bad), "1", b"look-alike name")
         assert_api_error(resp, 400, "BAD_REQUEST")
@@ -73,6 +78,15 @@ def test_api_identifier_with_trailing_newline(
         assert admin.get(f"/v1/models/{name}/resolve/prod").status_code == 404  # no alias made
         log = admin.get("/v1/governance-log", params={"model": name}).json()["events"]
         assert [e["action"] for e in log] == ["publish"]
+
+
+@settings(FUZZ_NET, max_examples=15)
+@given(prefix=NAMES)
+def test_api_every_valid_name_is_accepted(admin: Any, prefix: str) -> None:
+    """The other half of the property: what the grammar allows, the API serves."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    assert publish_bytes(admin, name, prefix, b"valid " + name.encode()).status_code == 201
+    assert admin.get(f"/v1/models/{name}/versions/{prefix}").json()["name"] == name
 
 
 def test_api_identifiers_in_bodies_and_tokens(arena: Arena, admin: Any) -> None:
