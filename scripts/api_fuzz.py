@@ -133,7 +133,7 @@ def run_role(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=35, help="seconds per role")
+    parser.add_argument("--budget", type=int, default=30, help="seconds per role")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("API_FUZZ_SEED", "1")))
     parser.add_argument("--report-dir", default=str(ROOT / "schemathesis-report"))
     parser.add_argument("--only", help="run one role label only (admin, publisher-B, consumer)")

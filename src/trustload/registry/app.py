@@ -95,14 +95,13 @@ class BodyLimit:
         limit = self.max_blob if is_upload else self.max_json
         for key, value in scope.get("headers", ()):
             if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
+                declared = parse_decimal(value.decode("latin-1"))
+                if declared is None:  # int() would take " 1", "1_0", "+1"
                     await _error_response(400, "BAD_REQUEST", "bad Content-Length")(
                         scope, receive, send
                     )
                     return
-                if declared > limit or declared < 0:
+                if declared > limit:
                     await _error_response(
                         413, "BAD_REQUEST", f"request body larger than {limit} bytes"
                     )(scope, receive, send)
