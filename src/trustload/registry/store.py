@@ -510,8 +510,12 @@ class Store:
     ) -> list[dict[str, Any]]:
         limit = max(1, min(limit, MAX_LOG_PAGE))
         with self.tx() as s:
+            # Bound as BIGINT: ids are INTEGER on PostgreSQL, and an INTEGER-typed
+            # parameter above 2**31 - 1 is a DataError there (a 500), not "no events".
+            after_param = bindparam("after", after, type_=BigInteger)
             q = select(GovernanceEventRow).where(
-                GovernanceEventRow.id > after, GovernanceEventRow.tenant_id == caller.tenant_id
+                GovernanceEventRow.id > after_param,
+                GovernanceEventRow.tenant_id == caller.tenant_id,
             )
             if model is not None:
                 q = q.where(GovernanceEventRow.model == model)
