@@ -445,7 +445,6 @@ def _governance_routes(app: FastAPI, store: Store, blobs: BlobStore, require: Re
     )
     def publish(name: Name, body: PublishBody, who: Auth) -> dict[str, Any]:
         require(who, "publisher", "publish", name, body.version)
-        check_name(name, "model name")
         req = PublishRequest(
             version=body.version,
             artifact_digest=body.artifact_digest,
