@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KSERVE_VENV := .venv-kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed
 
-.PHONY: demo test test-postgres lint bench clean kserve-venv
+.PHONY: demo test test-postgres lint bench clean kserve-venv api-fuzz api-fuzz-postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ test: $(STAMP)
 # The whole suite again, every Registry it starts backed by a throwaway PostgreSQL cluster.
 test-postgres: $(STAMP)
 	bash scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# schemathesis (third-party API fuzzer) against a dev-env Registry it starts and stops:
+# every check, all phases including stateful, once per role; about two minutes.
+$(VENV)/.apifuzz: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,apifuzz]'
+	touch $@
+
+api-fuzz: $(VENV)/.apifuzz
+	$(BIN)/python scripts/api_fuzz.py $(API_FUZZ_ARGS)
+
+# The admin role again with the Registry on a throwaway PostgreSQL cluster (it found an
+# INTEGER-typed bind that only PostgreSQL refuses); about 50 s.
+api-fuzz-postgres: $(VENV)/.apifuzz
+	bash scripts/with-postgres.sh $(BIN)/python scripts/api_fuzz.py --only admin --budget 20
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -30,6 +30,9 @@ ASSERTIONS = frozenset(
     {"assert_denied", "assert_load_refused", "assert_withdrawn", "assert_decision_denied"}
 )
 HTTP_ASSERTION = "assert_http_refused"
+API_ASSERTION = "assert_api_error"
+"""``assert_api_error(resp, STATUS, "CODE")``: an attack on the Registry's HTTP API itself,
+listed as ``HTTP STATUS CODE`` (literal arguments only)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ def _codes_in(
             for arg in node.args:
                 if isinstance(arg, ast.Constant) and type(arg.value) is int:
                     codes.append(f"HTTP {arg.value}")
+        elif name == API_ASSERTION and len(node.args) >= 3:
+            status, code = node.args[1], node.args[2]
+            if isinstance(status, ast.Constant) and isinstance(code, ast.Constant):
+                codes.append(f"HTTP {status.value} {code.value}")
         elif name in helpers and name != fn.name:
             called.append(name)
     if not codes and depth < 2:
@@ -127,7 +134,9 @@ a certificate the gate trusts (a compromised front-end or mirror: `tests/attacks
 someone with write access to the Registry's blob store or to the gate's cache, a publisher
 without the release key, or a workload with the wrong token. The `serving` rows send hostile
 inference requests to a real `trustload serve` process: their code is the HTTP status the
-server must answer (`HTTP 400` / `HTTP 413`), with no traceback in its log.
+server must answer (`HTTP 400` / `HTTP 413`), with no traceback in its log. Rows whose code
+reads `HTTP <status> <code>` attack the Registry's HTTP API itself (any authenticated
+client) and assert that exact status and error code, and that nothing was created.
 
 The table is generated from the tests themselves (`scripts/gen_security_doc.py` reads them
 with `ast`: the docstring's first paragraph, its `Attack:` line, and the `ReasonCode`

@@ -39,6 +39,7 @@ from trustload.decision import ReasonCode
 from trustload.digests import READ_CHUNK, digests_equal, parse_digest
 from trustload.errors import RegistryError, TrustloadError
 from trustload.fsutil import fsync_dir
+from trustload.identifiers import parse_decimal
 
 if TYPE_CHECKING:
     from trustload.client.api import RegistryClient
@@ -356,10 +357,10 @@ class BlobCache:
                     raise RegistryError(
                         ReasonCode.REGISTRY_UNAVAILABLE, f"bad Content-Range {content_range!r:.80}"
                     )
-            declared = resp.headers.get("content-length")
-            if declared is not None and declared.isdigit() and state.have + int(declared) > cap:
+            declared = parse_decimal(resp.headers.get("content-length"))
+            if declared is not None and state.have + declared > cap:
                 raise CacheDigestError(
-                    f"registry offers {state.have + int(declared)} bytes for "
+                    f"registry offers {state.have + declared} bytes for "
                     f"sha256:{hexdigest[:16]}..., more than the {cap} recorded/allowed"
                 )
             os.lseek(fd, state.have, os.SEEK_SET)

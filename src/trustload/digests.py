@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError, UsageError
+from trustload.identifiers import Kind
 
 MANIFEST_MEDIA_TYPE = "application/vnd.trustload.model.manifest.v1+json"
 READ_CHUNK = 4 * 1024 * 1024
@@ -250,14 +250,11 @@ class ModelLayout:
         return dict(self.files)
 
 
-_SHA256_REF = re.compile(r"sha256:[0-9a-fA-F]{64}")
-
-
 def parse_sha256_reference(text: str) -> str | None:
-    """``sha256:<64 hex>`` (any case) as ``sha256:<lower hex>``; anything else None."""
-    if _SHA256_REF.fullmatch(text) is None:
-        return None
-    return text.lower()
+    """``sha256:<64 hex>`` (hex in any case) as ``sha256:<lower hex>``; anything else None."""
+    prefix, sep, hexdigest = text.partition(":")
+    lowered = f"{prefix}{sep}{hexdigest.lower()}"
+    return lowered if Kind.DIGEST.accepts(lowered) else None
 
 
 def measure_layout(layout: ModelLayout) -> MeasuredArtifact:

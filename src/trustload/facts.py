@@ -28,10 +28,13 @@ class ModelRef:
     @classmethod
     def parse(cls, text: str) -> ModelRef:
         from trustload.errors import UsageError
+        from trustload.identifiers import Kind, is_valid
 
         name, sep, ref = text.partition("@")
-        if not sep or not name or not ref or "/" in ref:
-            raise UsageError(f"expected NAME@ALIAS or NAME@VERSION, got {text!r}")
+        if not sep or not is_valid(Kind.NAME, name) or not is_valid(Kind.NAME, ref):
+            raise UsageError(
+                f"expected NAME@ALIAS or NAME@VERSION ({Kind.NAME.value} each), got {text!r}"
+            )
         return cls(name, ref)
 
     def __str__(self) -> str:

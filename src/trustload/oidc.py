@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from trustload.config import DevIssuerConfig, DevTokenConfig, OIDCConfig
 from trustload.decision import ReasonCode
 from trustload.errors import RegistryError, UsageError
+from trustload.identifiers import Kind, has_control, is_valid
 
 ROLES = ("consumer", "publisher", "admin")
 SUPPORTED_ALGORITHMS = ("ES256", "RS256")
@@ -374,18 +375,18 @@ class TokenVerifier:
                 f"token lifetime {exp - iat}s exceeds the maximum {self.cfg.max_token_lifetime}s"
             )
         sub, tenant = c.get("sub"), c.get("tenant_id")
-        if not isinstance(sub, str) or not sub or len(sub) > 512:
-            raise TokenError("sub must be a non-empty string")
-        if not isinstance(tenant, str) or not tenant or len(tenant) > 256:
-            raise TokenError("tenant_id must be a non-empty string")
+        if not isinstance(sub, str) or not sub or len(sub) > 512 or has_control(sub):
+            raise TokenError("sub must be a non-empty string without control characters")
+        if not Kind.TENANT.accepts(tenant):
+            raise TokenError(f"tenant_id must be {Kind.TENANT.value}")
         domain = c.get("domain")
-        if domain is not None and not isinstance(domain, str):
-            raise TokenError("domain must be a string")
+        if domain is not None and not is_valid(Kind.LABEL, domain):
+            raise TokenError(f"domain must be {Kind.LABEL.value}")
         purposes = c.get("purpose", [])
         if isinstance(purposes, str):
             purposes = [purposes]
-        if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
-            raise TokenError("purpose must be a list of strings")
+        if not isinstance(purposes, list) or not all(is_valid(Kind.LABEL, p) for p in purposes):
+            raise TokenError(f"purpose must be a list of {Kind.LABEL.value}")
         role = c.get("role", "consumer")
         if role not in ROLES:
             raise TokenError(f"unknown role {role!r:.40}")

@@ -194,7 +194,8 @@ def test_errors_are_json_for_unknown_routes_and_methods(shared_registry):
         wrong_method = c.delete("/v1/models/x/versions/1")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
     assert wrong_method.status_code == 405
-    assert wrong_method.json()["error"]["code"] == "BAD_REQUEST"
+    assert wrong_method.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert wrong_method.headers["allow"] == "GET"
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trustload.errors import UsageError
+from trustload.identifiers import parse_decimal
 
 if TYPE_CHECKING:
     import socket
@@ -57,7 +58,7 @@ def _bind(listen: str) -> socket.socket:
     from trustload.listen import tcp_listener
 
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or parse_decimal(port) is None:
         raise UsageError(f"[serve].listen must be HOST:PORT, got {listen!r}")
     sock = tcp_listener(host.strip("[]") or "127.0.0.1", int(port))
     sock.listen(128)

@@ -36,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 from trustload.config import DevTokenConfig, RegistryClientConfig
 from trustload.decision import ReasonCode
 from trustload.errors import RegistryError
+from trustload.identifiers import parse_decimal
 
 if TYPE_CHECKING:
     import httpx
@@ -650,8 +651,8 @@ class Transport:
     def read_capped(
         self, response: httpx.Response, limit: int, url: str, strict: bool = True
     ) -> bytes:
-        declared = response.headers.get("content-length")
-        if strict and declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = parse_decimal(response.headers.get("content-length"))
+        if strict and declared is not None and declared > limit:
             raise RegistryError(
                 ReasonCode.REGISTRY_UNAVAILABLE, f"{_describe(url)} answer too large"
             )

@@ -24,6 +24,7 @@ from typing import Any
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError
 from trustload.formats.jsonstrict import loads_strict, require_object
+from trustload.identifiers import Kind
 from trustload.oci.reader import (
     MAX_LAYERS_IN_SIGNATURE_MANIFEST,
     MAX_MANIFEST_BYTES,
@@ -43,8 +44,6 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_SIGNATURE_BYTES = 16 * 1024
 MAX_ANNOTATION_CHARS = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def b64(value: Any, *, code: ReasonCode, what: str, max_len: int) -> bytes:
@@ -87,7 +86,7 @@ def parse_simple_signing(payload: bytes, *, code: ReasonCode) -> SimpleSigning:
         )
     image = require_object(critical.get("image"), code=code, what="payload 'critical.image'")
     digest = image.get("docker-manifest-digest")
-    if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
+    if not isinstance(digest, str) or not Kind.DIGEST.accepts(digest):
         raise FormatError(code, "payload has no sha256 docker-manifest-digest")
     identity = critical.get("identity")
     ref: str | None = None
@@ -137,7 +136,7 @@ def parse_descriptor(value: Any, *, code: ReasonCode, what: str) -> Descriptor:
     size = d.get("size")
     if not isinstance(media, str) or len(media) > 256:
         raise FormatError(code, f"{what}: no mediaType")
-    if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
+    if not isinstance(digest, str) or not Kind.DIGEST.accepts(digest):
         raise FormatError(code, f"{what}: digest is not sha256:<64 hex>")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise FormatError(code, f"{what}: size is not a non-negative integer")
@@ -259,7 +258,7 @@ def parse_rekor_set(value: Any, *, code: ReasonCode) -> RekorSet:
     ):
         raise FormatError(code, "Rekor bundle body is not bounded base64")
     log_id = payload["logID"]
-    if not isinstance(log_id, str) or _HEX64.fullmatch(log_id) is None:
+    if not isinstance(log_id, str) or not Kind.HEX64.accepts(log_id):
         raise FormatError(code, "Rekor bundle logID is not 64 lower-case hex")
     return RekorSet(
         set_bytes,
@@ -299,7 +298,7 @@ def parse_hashedrekord(body_b64: str, *, code: ReasonCode) -> HashedRekord:
     h = require_object(data.get("hash"), code=code, what="hashedrekord hash")
     if h.get("algorithm") != "sha256" or not isinstance(h.get("value"), str):
         raise FormatError(code, "hashedrekord hash is not sha256")
-    if _HEX64.fullmatch(h["value"]) is None:
+    if not Kind.HEX64.accepts(h["value"]):
         raise FormatError(code, "hashedrekord hash value is not 64 lower-case hex")
     sig = require_object(spec.get("signature"), code=code, what="hashedrekord signature")
     pk = require_object(sig.get("publicKey"), code=code, what="hashedrekord publicKey")

@@ -7,19 +7,18 @@ algorithm name as in the in-toto ResourceDescriptor.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError
 from trustload.formats.jsonstrict import loads_strict, require_object
+from trustload.identifiers import Kind, is_valid
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 STATEMENT_TYPES = (STATEMENT_V1, STATEMENT_V01)
 MAX_SUBJECTS = 4096
-_HEX = re.compile(r"^[0-9a-f]+$")
 DIGEST_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "gitCommit": 40}
 
 
@@ -76,7 +75,7 @@ def parse_statement_obj(obj: Any, *, code: ReasonCode) -> Statement:
                 raise FormatError(code, "in-toto subject: digest values must be strings")
             value_l = value.lower()
             if alg in DIGEST_HEX_LEN and (
-                len(value_l) != DIGEST_HEX_LEN[alg] or not _HEX.match(value_l)
+                len(value_l) != DIGEST_HEX_LEN[alg] or not is_valid(Kind.HEX, value_l)
             ):
                 raise FormatError(code, f"in-toto subject: malformed {alg} digest")
             pairs.append((alg, value_l))

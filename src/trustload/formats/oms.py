@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -26,10 +25,10 @@ from trustload.decision import ReasonCode
 from trustload.digests import check_relative_path
 from trustload.errors import FormatError
 from trustload.formats.intoto import Statement
+from trustload.identifiers import Kind, is_valid
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_RESOURCES = 200_000
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 CODE = ReasonCode.SIGNATURE_INVALID
 
 
@@ -154,7 +153,7 @@ def parse_manifest(statement: Statement) -> OmsManifest:
         ):
             raise FormatError(CODE, "model signature: malformed resource")
         digest = digest.lower()
-        if not _HEX64.match(digest):
+        if not is_valid(Kind.HEX64, digest):
             raise FormatError(CODE, "model signature: malformed resource digest")
         if name in seen:
             raise FormatError(CODE, f"model signature: duplicate resource {name!r:.80}")
@@ -163,7 +162,7 @@ def parse_manifest(statement: Statement) -> OmsManifest:
             resources.append(Resource(_path_ok(name), None, None, digest))
         else:
             parts = name.rsplit(":", 2)
-            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            if len(parts) != 3 or not all(is_valid(Kind.DECIMAL, p) for p in parts[1:]):
                 raise FormatError(CODE, f"model signature: bad shard name {name!r:.80}")
             start, end = int(parts[1]), int(parts[2])
             if end < start:

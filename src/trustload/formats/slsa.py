@@ -25,13 +25,13 @@ The reader also accepts SLSA v0.2 (``https://slsa.dev/provenance/v0.2``) shaped 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError
+from trustload.identifiers import Kind, is_valid
 
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
@@ -40,7 +40,6 @@ BUILDER_ID = "https://trustload.dev/attestor/v1"
 DEP_SOURCE = "source"
 DEP_CONTAINER = "serving-container"
 DEP_DATASET = "dataset-snapshot"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def rfc3339_utc(moment: datetime) -> str:
@@ -68,7 +67,7 @@ def sha256_hex_of(value: str) -> str | None:
         v = v.rsplit("@", 1)[1]
     if v.startswith("sha256:"):
         v = v[len("sha256:") :]
-    return v if _HEX64.match(v) else None
+    return v if is_valid(Kind.HEX64, v) else None
 
 
 def build_predicate(

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trustload.errors import UsageError
+from trustload.identifiers import Kind
 
 LAYOUT_PREFIX = "oci-layout:"
-_DIGEST = r"sha256:[0-9a-f]{64}"
+_DIGEST = Kind.DIGEST.value
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

@@ -28,6 +28,7 @@ from urllib.parse import quote, urljoin
 from trustload.config import OciConfig, load_oci_config
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError, RegistryError, UsageError
+from trustload.identifiers import parse_decimal
 from trustload.oci.reader import MAX_MANIFEST_BYTES, MAX_REFERRERS, Descriptor, Manifest
 from trustload.oci.reference import DIGEST_RE, RegistryRef
 from trustload.oci.transport import OciTransport
@@ -154,11 +155,12 @@ class RegistryRepository:
             digest = response.headers.get("docker-content-digest", "")
             size = response.headers.get("content-length", "")
             media = _media_type(response.headers.get("content-type"))
-        if DIGEST_RE.fullmatch(digest) is None or not size.isdigit():
+        length = parse_decimal(size)
+        if DIGEST_RE.fullmatch(digest) is None or length is None:
             raise RegistryError(
                 ReasonCode.REGISTRY_UNAVAILABLE, f"HEAD {url}: no usable digest or length"
             )
-        return Descriptor(media, digest, int(size))
+        return Descriptor(media, digest, length)
 
     def tagged_manifest(self, tag: str) -> Manifest | None:
         url = self._path("manifests", tag)

@@ -40,6 +40,7 @@ from trustload.client.transport import (
 from trustload.config import OciConfig, OciRegistryConfig
 from trustload.decision import ReasonCode
 from trustload.errors import RegistryError
+from trustload.identifiers import parse_decimal
 from trustload.oci.auth import MAX_TOKEN_ANSWER, Credentials, parse_challenge, token_from_answer
 from trustload.oci.deadline import HEAD_DEADLINE
 
@@ -356,8 +357,8 @@ class OciTransport:
         host = urlsplit(str(response.url)).netloc
         e = self.entries.get(normalise_host(host))
         floor = RateFloor(e.min_download_rate if e else 16 * 1024, e.slow_grace if e else 10.0, url)
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = parse_decimal(response.headers.get("content-length"))
+        if declared is not None and declared > limit:
             raise RegistryError(
                 ReasonCode.DIGEST_MISMATCH,
                 f"registry {host} announced {declared} bytes where at most {limit} may be",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -25,9 +24,9 @@ from anyio import to_thread
 
 from trustload.digests import digests_equal
 from trustload.fsutil import fsync_dir
+from trustload.identifiers import Kind, is_valid
 from trustload.registry.errors import bad_request
 
-HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 STALE_UPLOAD_SECONDS = 24 * 3600.0
 IDLE_TIMEOUT = 60.0
 """Seconds an upload may stall between two chunks before it is cut off."""
@@ -37,7 +36,7 @@ hops, and hashlib releases the GIL on large updates."""
 
 
 def check_hex(hexdigest: str) -> str:
-    if not HEX_RE.match(hexdigest):
+    if not is_valid(Kind.HEX64, hexdigest):
         raise bad_request("a blob is named by 64 lowercase hex characters of its SHA-256")
     return hexdigest
 

@@ -9,16 +9,15 @@ answer, message included.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from trustload.digests import FileEntry, check_relative_path, manifest_bytes
 from trustload.errors import FormatError
+from trustload.identifiers import Kind
 from trustload.registry.errors import bad_request
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
 """The largest signature or attestation blob a version may name (the gate reads
@@ -48,7 +47,7 @@ class PublishRequest:
 
 
 def check_digest(value: str, what: str) -> str:
-    if not DIGEST_RE.fullmatch(value):
+    if not Kind.DIGEST.accepts(value):
         raise bad_request(f"{what} must be sha256:<64 lowercase hex>")
     return value
 
@@ -61,7 +60,7 @@ def named_blobs(req: PublishRequest) -> set[str]:
     """Every well-formed hex digest the request names (to look up visibility once)."""
     out = {f.sha256 for f in req.files}
     for digest in (req.artifact_digest, req.signature_digest, req.attestation_digest):
-        if digest is not None and DIGEST_RE.fullmatch(digest):
+        if digest is not None and Kind.DIGEST.accepts(digest):
             out.add(digest.removeprefix("sha256:"))
     return out
 
@@ -69,7 +68,7 @@ def named_blobs(req: PublishRequest) -> set[str]:
 def _check_files(req: PublishRequest, blob_size: BlobSize) -> set[str]:
     referenced: set[str] = set()
     for f in req.files:
-        if not re.fullmatch(r"[0-9a-f]{64}", f.sha256) or f.size < 0:
+        if not Kind.HEX64.accepts(f.sha256) or f.size < 0:
             raise bad_request(f"bad file entry {f.path!r}")
         try:
             check_relative_path(f.path)

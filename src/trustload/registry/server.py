@@ -24,6 +24,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trustload.config import RegistryServiceConfig, ServerConfig, load_registry_config
 from trustload.errors import UsageError
+from trustload.identifiers import parse_decimal
 from trustload.oidc import cert_thumbprint
 from trustload.registry.auth import PEER_STATE_KEY, PEER_X5T_KEY, peer_identity
 
@@ -67,9 +68,10 @@ def server_ssl_context(cfg: ServerConfig) -> ssl.SSLContext:
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port_text = listen.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+    port = parse_decimal(port_text)
+    if not sep or not host or port is None or port > 65535:
         raise UsageError(f"server.listen must be HOST:PORT, got {listen!r}")
-    return host, int(port_text)
+    return host, port
 
 
 def resolve_database_url(database: str, base: Path) -> str:

@@ -25,7 +25,6 @@ Design notes:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from trustload.decision import rfc3339, utc_now
 from trustload.errors import UsageError
 from trustload.facts import STAGES
+from trustload.identifiers import Kind, is_valid
 from trustload.registry.auth import Caller
 from trustload.registry.errors import bad_request, conflict, not_found
 from trustload.registry.migrations import MIGRATIONS, WRITE_OPTION, migrate, schema_version
@@ -77,7 +77,6 @@ __all__ = [
     "schema_version",
 ]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_REASON = 2000
 MAX_LOG_PAGE = 1000
 MAX_VERSIONS_LISTED = 10_000
@@ -344,8 +343,8 @@ def version_record(
 
 
 def check_name(value: str, what: str) -> str:
-    if not NAME_RE.match(value):
-        raise bad_request(f"{what} must match {NAME_RE.pattern}")
+    if not is_valid(Kind.NAME, value):
+        raise bad_request(f"{what} must be {Kind.NAME.value} (the whole string)")
     return value
 
 
@@ -511,8 +510,12 @@ class Store:
     ) -> list[dict[str, Any]]:
         limit = max(1, min(limit, MAX_LOG_PAGE))
         with self.tx() as s:
+            # Bound as BIGINT: ids are INTEGER on PostgreSQL, and an INTEGER-typed
+            # parameter above 2**31 - 1 is a DataError there (a 500), not "no events".
+            after_param = bindparam("after", after, type_=BigInteger)
             q = select(GovernanceEventRow).where(
-                GovernanceEventRow.id > after, GovernanceEventRow.tenant_id == caller.tenant_id
+                GovernanceEventRow.id > after_param,
+                GovernanceEventRow.tenant_id == caller.tenant_id,
             )
             if model is not None:
                 q = q.where(GovernanceEventRow.model == model)

@@ -14,7 +14,6 @@ Kept apart from the ASGI app so it can be property-tested directly.
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trustload.identifiers import parse_decimal
 from trustload.serve.loader import TensorSpec, numpy_dtype, oip_datatype
 
 Array = npt.NDArray[Any]
@@ -31,7 +31,6 @@ MAX_TENSOR_RANK = 8
 MAX_TENSORS = 64
 
 HEADER_LENGTH = "inference-header-content-length"
-_DECIMAL = re.compile(r"[0-9]{1,19}")
 _LENGTH_PREFIX = struct.Struct("<I")
 
 # numpy dtype kinds a JSON number list may arrive as, per target kind.
@@ -210,9 +209,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
     if header_length is None:
         return view, view[len(body) :]
     text = header_length.strip()
-    if not _DECIMAL.fullmatch(text):
+    length = parse_decimal(text)
+    if length is None:
         raise OipError(400, "Inference-Header-Content-Length must be a non-negative integer")
-    length = int(text)
     if length > len(body):
         raise OipError(400, "Inference-Header-Content-Length is larger than the body")
     return view[:length], view[length:]
