@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from trustload.digests import READ_CHUNK, check_relative_path
-from trustload.errors import UsageError
+from trustload.errors import TrustloadError, UsageError
 from trustload.fsutil import atomic_write_bytes, fsync_dir
 
 TMP_NAME = ".trustload-tmp"
@@ -198,6 +198,8 @@ def stage(tmp: Path, files: Iterable[tuple[str, Path, str]]) -> Path:
         dirs: set[Path] = set()
         for rel, blob, hexdigest in files:
             target = tree / check_relative_path(rel)
+            if target.relative_to(tree).parts[0] == TMP_NAME:
+                raise StageError(f"a model file may not be named {TMP_NAME}: {rel}")
             for parent in reversed(target.relative_to(tree).parents[:-1]):
                 d = tree / parent
                 if d not in dirs:
@@ -211,7 +213,7 @@ def stage(tmp: Path, files: Iterable[tuple[str, Path, str]]) -> Path:
             if d.parent != tree:
                 os.chmod(d, DIR_MODE)
         fsync_dir(tree)
-    except (OSError, ValueError, UsageError) as exc:
+    except (OSError, ValueError, UsageError, TrustloadError) as exc:
         raise StageError(f"staging the verified files failed: {exc}") from exc
     return tree
 

@@ -26,7 +26,7 @@ def _sparse_model(path: Path) -> None:
         fh.write(os.urandom(1 << 20))
 
 
-@pytest.mark.slow  # ~70 s here: publishing hashes it 3 times, the Registry once more
+@pytest.mark.slow  # ~20 s of CPU, 110 s wall at load 13 on 2 cores (publish hashes it 3x)
 def test_multi_gib_model_streams_with_bounded_rss(fetcher: Fetcher, tmp_path: Path) -> None:
     arena = fetcher.arena
     model = arena.workdir() / "big.onnx"

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         except UsageError as exc:
             write_termination_log(summary([], error=str(exc)))
             raise
+        except Exception as exc:  # reported, then main() fails closed (exit 1)
+            write_termination_log(summary([], error=f"internal error ({type(exc).__name__})"))
+            raise
         docs = [d.to_json() for d in decisions]
         emit_json(docs[0] if len(docs) == 1 else docs)
         write_termination_log(summary(decisions))
