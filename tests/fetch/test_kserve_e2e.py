@@ -1,7 +1,7 @@
 """The initializer handing off to a real KServe server: ``trustload fetch`` writes the
 verified tree, KServe's own ``ModelServer`` (kserve 0.21, in ``.venv-kserve``) loads the
 ONNX model from it with onnxruntime on 127.0.0.1, and kserve's ``InferenceRESTClient``
-queries it in JSON and binary tensor mode."""
+queries it in JSON and binary tensor mode, tritonclient in its default binary mode."""
 
 from __future__ import annotations
 
@@ -56,6 +56,24 @@ def _expected(row: list[float]) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def _triton_scores(url: str, name: str) -> list[float]:
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url, network_timeout=30)
+    try:
+        assert client.is_model_ready(name)
+        x = np.asarray([[2.0, 1.0], [-1.0, 3.0]], dtype=np.float32)
+        inp = httpclient.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)  # binary tensor data: tritonclient's default
+        out = [httpclient.InferRequestedOutput("score", binary_data=True)]
+        score = client.infer(name, [inp], outputs=out).as_numpy("score")
+    finally:
+        client.close()
+    assert score is not None
+    return [float(v) for v in score[:, 0]]
+
+
 def test_fetch_then_kserve_model_server_serves_the_verified_tree(
     fetcher: Fetcher, tmp_path: Path
 ) -> None:
@@ -102,6 +120,7 @@ def test_fetch_then_kserve_model_server_serves_the_verified_tree(
         )
         assert client.returncode == 0, client.stderr
         got = json.loads(client.stdout)
+        got["tritonclient"] = _triton_scores(f"127.0.0.1:{port}", name)
     finally:
         server.terminate()
         try:
@@ -111,6 +130,7 @@ def test_fetch_then_kserve_model_server_serves_the_verified_tree(
             server.wait(10)
     assert got["ready"] is True
     want = [_expected([2.0, 1.0]), _expected([-1.0, 3.0])]
+    assert got["tritonclient"] == pytest.approx(want, abs=1e-6)
     for mode in ("binary=False", "binary=True"):
         scores = [row[0] for row in got[mode]]
         assert scores == pytest.approx(want, abs=1e-6), (mode, scores)
