@@ -90,22 +90,18 @@ def _staging(arena: Arena) -> tuple[str, ReasonCode]:
     return name, ReasonCode.STAGE_NOT_ALLOWED
 
 
-def _other_tenants_model(arena: Arena) -> tuple[str, ReasonCode]:
-    """Tenant A's consumer asks for tenant B's model: it cannot even see it."""
-    name = arena.name("tenant")
-    arena.publish(name, "1", arena.model_file(), card_doc=card(tenant="B"))
-    return name, ReasonCode.NOT_FOUND
-
-
 def _tenant_b_token(arena: Arena) -> tuple[str, ReasonCode, str]:
-    """A tenant-B token that can read tenant A's record (admin role): the gate's ABAC."""
+    """Wrong tenant: a tenant-B token asks for tenant A's model; the Registry answers as
+    for a model nobody has (tenancy: no oracle), so the fetch denies NOT_FOUND."""
     from tests.attacks.test_identity import claims
 
-    return (
-        arena.good(),
-        ReasonCode.TENANT_MISMATCH,
-        arena.env.raw_token(claims(arena, tenant_id="B", role="admin")),
-    )
+    return arena.good(), ReasonCode.NOT_FOUND, arena.env.raw_token(claims(arena, tenant_id="B"))
+
+
+def _purpose(arena: Arena) -> tuple[str, ReasonCode]:
+    name = arena.name("purpose")
+    arena.publish(name, "1", arena.model_file(), card_doc=card(purposes=("marketing",)))
+    return name, ReasonCode.PURPOSE_NOT_ALLOWED
 
 
 def _bad_signature(arena: Arena) -> tuple[str, ReasonCode]:
@@ -126,8 +122,8 @@ def _unknown(arena: Arena) -> tuple[str, ReasonCode]:
         _tampered,
         _revoked,
         _staging,
-        _other_tenants_model,
         _tenant_b_token,
+        _purpose,
         _bad_signature,
         _unknown,
     ],
