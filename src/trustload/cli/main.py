@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "publish",  # publish
     "verify",  # verify
     "verify_image",  # verify-image
+    "fetch",  # fetch (the KServe storage initializer)
     "serve",  # serve
     "audit",  # audit verify
     "conformance",  # conformance
