@@ -120,7 +120,9 @@ def shared_database(env: DevEnv, base_url: str) -> Iterator[str]:
         drop()
 
 
-def use_oci_blob_store(env: DevEnv, oci: RunningOciRegistry, repo: str) -> str:
+def use_oci_blob_store(
+    env: DevEnv, oci: RunningOciRegistry, repo: str, *, read_timeout: float = 10.0
+) -> str:
     """Keep ``env``'s Registry blobs in ``oci`` (repository ``repo``); returns the URI."""
     uri = f"oci://{oci.host}/{repo}"
     text = env.registry_config.read_text()
@@ -133,7 +135,7 @@ def use_oci_blob_store(env: DevEnv, oci: RunningOciRegistry, repo: str) -> str:
             value = getattr(e, key)
             if value is not None:
                 lines.append(f"{key} = {json.dumps(str(value))}")
-        lines += ["read_timeout = 10.0", "connect_timeout = 3.0", "retries = 1", ""]
+        lines += [f"read_timeout = {read_timeout}", "connect_timeout = 3.0", "retries = 1", ""]
         lines.append("[[oci.registries]]")
     env.registry_config.write_text(text + "\n".join(lines[:-1]) + "\n")
     load_registry_config(env.registry_config)  # a bad edit fails here, not at start
