@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import itertools
 import re
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urljoin
@@ -51,8 +51,13 @@ UPLOAD_CHUNK = 8 * 1024 * 1024
 """Bytes buffered per PATCH: the memory bound of one upload."""
 SEND_BATCH = 1024 * 1024
 """Downloads are re-chunked to 1 MiB: fewer thread hops per byte served."""
-TRANSPORTS = 4
-"""Independent connection pools (each OciTransport keeps at most 8 connections)."""
+TRANSPORTS = 16
+"""Independent connection pools: OciTransport keeps at most 8 connections each, and a
+fleet starting together has each replica stream ~100 blobs at once."""
+STREAM_THREADS = TRANSPORTS * 8
+"""Worker threads that move download bytes, apart from the threads that run routes.
+With one shared pool, route handlers waiting for an OCI connection could take every
+thread while the streams holding those connections wait for one to make progress."""
 _RANGE = re.compile(r"bytes=([0-9]{0,20})-([0-9]{0,20})")
 
 
@@ -109,6 +114,7 @@ class OciBlobStore:
         except RegistryError as exc:  # host not in [[oci.registries]]
             raise UsageError(f"server.blob_store {target}: {exc}") from exc
         self._turn = itertools.count()
+        self._stream_threads: anyio.CapacityLimiter | None = None  # made in the loop
 
     def _repo(self) -> RegistryRepository:
         return self._repos[next(self._turn) % len(self._repos)]
@@ -177,11 +183,19 @@ class OciBlobStore:
             stack.close()
             raise
 
-        def body() -> Iterator[bytes]:
-            with stack:
-                if head_chunk:
-                    yield head_chunk
-                yield from chunks
+        async def body() -> AsyncIterator[bytes]:
+            if self._stream_threads is None:
+                self._stream_threads = anyio.CapacityLimiter(STREAM_THREADS)
+            try:
+                chunk: bytes | None = head_chunk
+                while chunk is not None:
+                    if chunk:
+                        yield chunk
+                    chunk = await to_thread.run_sync(
+                        next, chunks, None, limiter=self._stream_threads
+                    )
+            finally:
+                stack.close()
 
         return StreamingResponse(
             body(),
