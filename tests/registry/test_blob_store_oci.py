@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +30,11 @@ from tests.support.registry import (
 )
 from tests.support.replicas import use_oci_blob_store
 from trustload.config import OciConfig
+from trustload.errors import UsageError
 from trustload.oci.registry import RegistryRepository
 from trustload.oci.transport import OciTransport
+from trustload.registry.app import open_blobs
+from trustload.registry.blobs_oci import byte_range, parse_blob_store
 
 pytestmark = pytest.mark.postgres_ok
 
@@ -202,3 +207,54 @@ def test_oci_registry_down_is_503_and_records_nothing(tmp_path: Path) -> None:
         assert uploads == [digest]  # the refused upload was never recorded
         assert "Traceback" not in b.reg.stderr()
         assert b.data_dir_files() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://127.0.0.1:5000/r",
+        "oci://127.0.0.1:5000",
+        "oci:///r",
+        "oci://h/r@sha256:ab",
+        "oci://h/r:v1",
+    ],
+)
+def test_blob_store_must_be_oci_host_and_repository(value: str) -> None:
+    with pytest.raises(UsageError, match="oci://HOST/REPO"):
+        parse_blob_store(value)
+
+
+def test_blob_store_host_must_be_listed_in_oci_registries(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"not listed in \[\[oci.registries\]\]"):
+        open_blobs(tmp_path, "oci://127.0.0.1:5999/blobs", OciConfig())
+
+
+def test_registry_with_an_unlisted_blob_store_host_exits_2(dev_env: DevEnv) -> None:
+    toml = dev_env.registry_config
+    anchor = 'data_dir = "registry-data"\n'
+    toml.write_text(toml.read_text().replace(anchor, anchor + 'blob_store = "oci://x.test/b"\n'))
+    out = subprocess.run(
+        [sys.executable, "-m", "trustload.cli.main", "registry", "serve", "--config", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "x.test" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [
+        (None, 10, None),
+        ("bytes=0-1,4-5", 10, None),
+        ("bytes=2-4", 10, (2, 4)),
+        ("bytes=2-", 10, (2, 9)),
+        ("bytes=-3", 10, (7, 9)),
+        ("bytes=-30", 10, (0, 9)),
+        ("bytes=8-30", 10, (8, 9)),
+    ],
+)
+def test_byte_range(header: str | None, size: int, expected: tuple[int, int] | None) -> None:
+    assert byte_range(header, size) == expected
