@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.client.pki import CA
@@ -258,3 +259,29 @@ def test_registry_with_an_unlisted_blob_store_host_exits_2(dev_env: DevEnv) -> N
 )
 def test_byte_range(header: str | None, size: int, expected: tuple[int, int] | None) -> None:
     assert byte_range(header, size) == expected
+
+
+def test_oci_registry_dying_mid_download_never_completes_the_body(tmp_path: Path) -> None:
+    """Headers were sent when the OCI registry went away: the body ends short (the
+    client sees a broken transfer, never a clean one), and the Registry lives on."""
+    with oci_backed(tmp_path) as b:
+        data = os.urandom(48 * 1024 * 1024)
+        with b.reg.publisher() as c:
+            digest = upload_blob(c, data)
+        assert b.oci.proc is not None
+        received = 0
+        path = f"/v1/blobs/{digest.replace(':', '/')}"
+        with (
+            b.reg.publisher() as c,
+            pytest.raises(httpx.HTTPError),  # noqa: PT012
+            c.stream("GET", path) as resp,
+        ):
+            assert resp.status_code == 200
+            for chunk in resp.iter_bytes():
+                if received == 0:
+                    b.oci.proc.kill()
+                    b.oci.proc.wait(10)
+                received += len(chunk)
+        assert 0 < received < len(data)
+        with b.reg.client(token="") as c:
+            assert c.get("/healthz").status_code == 200

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
 import re
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from trustload.registry.errors import ApiError, bad_request
 
 if TYPE_CHECKING:
     import httpx
+
+log = logging.getLogger("trustload.registry")
 
 SCHEME = "oci://"
 UPLOAD_CHUNK = 8 * 1024 * 1024
@@ -194,6 +197,9 @@ class OciBlobStore:
                     chunk = await to_thread.run_sync(
                         next, chunks, None, limiter=self._stream_threads
                     )
+            except ApiError as exc:  # headers are out: all we can do is end the body short
+                log.warning("blob sha256:%s cut short: %s", hexdigest, exc.message)
+                raise
             finally:
                 stack.close()
 
