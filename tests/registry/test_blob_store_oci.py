@@ -69,9 +69,9 @@ class OciBacked:
 
 
 @contextlib.contextmanager
-def oci_backed(root: Path) -> Iterator[OciBacked]:
+def oci_backed(root: Path, auth: str = "none") -> Iterator[OciBacked]:
     """docker-registry, and a Registry keeping its blobs there."""
-    with oci_registry(root / "oci", CA(root / "oci-pki", "oci-test-ca")) as oci:
+    with oci_registry(root / "oci", CA(root / "oci-pki", "oci-test-ca"), auth=auth) as oci:
         env = make_test_env(root / "env")
         try:
             use_oci_blob_store(env, oci, REPO)
@@ -285,3 +285,17 @@ def test_oci_registry_dying_mid_download_never_completes_the_body(tmp_path: Path
         assert 0 < received < len(data)
         with b.reg.client(token="") as c:
             assert c.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("auth", ["basic", "token"])
+def test_blob_store_with_credentials_from_oci_registries(tmp_path: Path, auth: str) -> None:
+    """The OCI registry's credentials come from registry.toml's [[oci.registries]]
+    (Basic, or the distribution token flow): chunked upload and download work."""
+    with oci_backed(tmp_path, auth=auth) as b:
+        assert b.oci.username is not None
+        data = os.urandom(9 * 1024 * 1024)
+        with b.reg.publisher() as c:
+            digest = upload_blob(c, data)
+            got = c.get(f"/v1/blobs/{digest.replace(':', '/')}")
+        assert got.status_code == 200 and got.content == data
+        assert b.oci_blob(digest.removeprefix("sha256:")).read_bytes() == data
