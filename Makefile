@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KSERVE_VENV := .venv-kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed
 
-.PHONY: demo test test-postgres lint bench clean kserve-venv api-fuzz api-fuzz-postgres
+.PHONY: demo test test-postgres lint bench bench-fleet clean kserve-venv api-fuzz api-fuzz-postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/serve.py
+
+# 200 gate processes released together against 2 Registry replicas (one PostgreSQL,
+# behind nginx in TLS passthrough) with model blobs in docker-registry; a few minutes.
+# Needs nginx + libnginx-mod-stream, docker-registry, PostgreSQL, curl. Smaller run:
+# make bench-fleet FLEET_ARGS="--gates 20 --size-mib 8"
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py $(FLEET_ARGS)
 
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -175,6 +175,10 @@ class ServerConfig(_Strict):
     client_ca: Path
     database: str = "sqlite:///registry.db"
     data_dir: Path = Path("registry-data")
+    # Where blob bytes live: None is the filesystem store in data_dir (the embedded
+    # default); "oci://HOST/REPO" an OCI registry listed in [[oci.registries]], so that
+    # replicas on one PostgreSQL share no disk.
+    blob_store: str | None = None
     max_blob_bytes: int = 64 * 1024**3
     max_json_bytes: int = 8 * 1024 * 1024
 
@@ -208,13 +212,6 @@ class DevIssuerConfig(_Strict):
     audience: str
 
 
-class RegistryServiceConfig(_Strict):
-    server: ServerConfig
-    oidc: OIDCConfig
-    dev_issuer: DevIssuerConfig | None = None
-    registry: RegistryClientConfig | None = None  # for `trustload token` and conformance
-
-
 class OciRegistryConfig(_Strict):
     """One OCI registry trustload may contact (``[[oci.registries]]``, INTERFACE.md)."""
 
@@ -241,6 +238,14 @@ class OciRegistryConfig(_Strict):
 
 class OciConfig(_Strict):
     registries: list[OciRegistryConfig] = Field(default_factory=list)
+
+
+class RegistryServiceConfig(_Strict):
+    server: ServerConfig
+    oidc: OIDCConfig
+    oci: OciConfig = Field(default_factory=OciConfig)  # for server.blob_store
+    dev_issuer: DevIssuerConfig | None = None
+    registry: RegistryClientConfig | None = None  # for `trustload token` and conformance
 
 
 class ClientFileConfig(_Strict):

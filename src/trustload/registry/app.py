@@ -17,17 +17,18 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from trustload.config import OciConfig
 from trustload.identifiers import MAX_JSON_INT, Kind, json_pattern, parse_decimal
 from trustload.oidc import TokenVerifier
 from trustload.registry import openapi as oa
 from trustload.registry.auth import PEER_STATE_KEY, PEER_X5T_KEY, Caller, authenticate
-from trustload.registry.blobs import BlobStore, check_hex
+from trustload.registry.blobs import BlobBackend, BlobStore, check_hex
 from trustload.registry.errors import ApiError, bad_request, not_found
 from trustload.registry.store import PublishRequest, Store, check_name, files_from_json
 
@@ -155,13 +156,6 @@ def check_range(header: str | None, size: int) -> None:
         raise ApiError(416, "BAD_REQUEST", f"range not satisfiable: blob is {size} bytes")
 
 
-class BlobResponse(FileResponse):
-    """Large reads (fewer thread hops) and a single byte range at most."""
-
-    chunk_size = 4 * 1024 * 1024
-    max_ranges = 1
-
-
 # --------------------------------------------------------------------------- bodies
 
 
@@ -261,7 +255,7 @@ HexDigest = Annotated[str, PathParam(min_length=64, max_length=64)]
 def create_app(
     *,
     store: Store,
-    blobs: BlobStore,
+    blobs: BlobBackend,
     verifier: TokenVerifier,
     max_blob_bytes: int,
     max_json_bytes: int,
@@ -336,7 +330,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(500, "INTERNAL", f"internal error ({type(exc).__name__})")
 
 
-def _read_routes(app: FastAPI, store: Store, blobs: BlobStore) -> None:
+def _read_routes(app: FastAPI, store: Store, blobs: BlobBackend) -> None:
     @app.get("/healthz", operation_id="healthz", responses=oa.ok(oa.Health))
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -373,12 +367,9 @@ def _read_routes(app: FastAPI, store: Store, blobs: BlobStore) -> None:
         size = blobs.size(hexdigest) if store.blob_visible(hexdigest, who) else None
         if size is None:
             raise not_found(f"no blob sha256:{hexdigest}")
-        check_range(request.headers.get("range"), size)
-        return BlobResponse(
-            blobs.path(hexdigest),
-            media_type="application/octet-stream",
-            headers={"etag": f'"sha256:{hexdigest}"'},
-        )
+        range_header = request.headers.get("range")
+        check_range(range_header, size)
+        return blobs.serve(hexdigest, size, range_header, head=request.method == "HEAD")
 
     blob_path = "/v1/blobs/sha256/{hexdigest}"
 
@@ -402,7 +393,7 @@ def _read_routes(app: FastAPI, store: Store, blobs: BlobStore) -> None:
 
 
 def _blob_upload_route(
-    app: FastAPI, store: Store, blobs: BlobStore, require: Require, max_blob_bytes: int
+    app: FastAPI, store: Store, blobs: BlobBackend, require: Require, max_blob_bytes: int
 ) -> None:
     @app.post(
         "/v1/blobs/sha256/{hexdigest}",
@@ -411,7 +402,7 @@ def _blob_upload_route(
         responses={
             **oa.ok(oa.BlobStored, 200),
             **oa.ok(oa.BlobStored, 201),
-            **oa.errors(400, 401, 403, 408, 411, 413),
+            **oa.errors(400, 401, 403, 408, 411, 413, 503),
         },
         openapi_extra={"requestBody": {"required": True, "content": oa.BLOB_BYTES}},
     )
@@ -433,7 +424,7 @@ def _blob_upload_route(
         return {"digest": f"sha256:{hexdigest}", "size": stored.size}
 
 
-def _governance_routes(app: FastAPI, store: Store, blobs: BlobStore, require: Require) -> None:
+def _governance_routes(app: FastAPI, store: Store, blobs: BlobBackend, require: Require) -> None:
     record = oa.ok(oa.VersionRecordOut)
     govern = {**record, **oa.errors(*oa.GOVERN)}
 
@@ -441,7 +432,7 @@ def _governance_routes(app: FastAPI, store: Store, blobs: BlobStore, require: Re
         "/v1/models/{name}/versions",
         status_code=201,
         operation_id="publishVersion",
-        responses={**oa.ok(oa.VersionRecordOut, 201), **oa.errors(*oa.GOVERN)},
+        responses={**oa.ok(oa.VersionRecordOut, 201), **oa.errors(*oa.GOVERN, 503)},
     )
     def publish(name: Name, body: PublishBody, who: Auth) -> dict[str, Any]:
         require(who, "publisher", "publish", name, body.version)
@@ -513,6 +504,15 @@ def _governance_routes(app: FastAPI, store: Store, blobs: BlobStore, require: Re
         return {"events": store.governance_log(who, model=model, after=after, limit=limit)}
 
 
+def open_blobs(data_dir: Path, blob_store: str | None, oci: OciConfig) -> BlobBackend:
+    """The configured blob backend: the filesystem store in ``data_dir`` by default."""
+    if blob_store is None:
+        return BlobStore(data_dir)
+    from trustload.registry.blobs_oci import OciBlobStore, parse_blob_store
+
+    return OciBlobStore(parse_blob_store(blob_store), oci)
+
+
 def build_app(
     data_dir: Path,
     database_url: str,
@@ -520,15 +520,18 @@ def build_app(
     *,
     max_blob_bytes: int,
     max_json_bytes: int,
+    blob_store: str | None = None,
+    oci: OciConfig | None = None,
 ) -> Any:
     """Open the store (migrating the schema) and the blob store, and build the app."""
     from trustload.registry.store import make_engine, migrate
 
+    blobs = open_blobs(data_dir, blob_store, oci or OciConfig())
     engine = make_engine(database_url)
     migrate(engine)
     return create_app(
         store=Store(engine),
-        blobs=BlobStore(data_dir),
+        blobs=blobs,
         verifier=verifier,
         max_blob_bytes=max_blob_bytes,
         max_json_bytes=max_json_bytes,

@@ -1,4 +1,10 @@
-"""Content-addressed filesystem blob store: ``<data_dir>/blobs/sha256/<hex>``.
+"""Where the Registry keeps blob bytes: the :class:`BlobBackend` seam, and its embedded
+default, a content-addressed filesystem store ``<data_dir>/blobs/sha256/<hex>``.
+
+A backend stores and serves bytes by digest and nothing else: who may see a blob
+(tenancy, ownership) is decided in store.py before a backend is asked. The other
+backend, an OCI registry (``[server] blob_store = "oci://HOST/REPO"``), lives in
+blobs_oci.py; with it and PostgreSQL the Registry keeps no state on its own disk.
 
 Uploads are streamed into a temporary file in the same filesystem while being hashed
 and counted; the bytes become visible under their final name only after the digest
@@ -18,9 +24,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 from anyio import to_thread
+from starlette.responses import FileResponse, Response
 
 from trustload.digests import digests_equal
 from trustload.fsutil import fsync_dir
@@ -46,6 +54,42 @@ class Stored:
     hexdigest: str
     size: int
     created: bool
+
+
+class BlobBackend(Protocol):
+    """Bytes by digest. Every method may raise an ``ApiError`` (503 when the storage
+    behind it cannot answer); none decides visibility."""
+
+    def size(self, hexdigest: str) -> int | None:
+        """The stored blob's size, or None when it is not stored."""
+        ...
+
+    def read_small(self, hexdigest: str, limit: int) -> bytes:
+        """A blob that must be small (a directory manifest), verified, bounded."""
+        ...
+
+    async def ingest(
+        self,
+        hexdigest: str,
+        chunks: AsyncIterator[bytes],
+        declared: int,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> Stored:
+        """Store the body iff it is exactly ``declared`` bytes hashing to ``hexdigest``;
+        nothing is visible under the digest otherwise."""
+        ...
+
+    def serve(self, hexdigest: str, size: int, range_header: str | None, head: bool) -> Response:
+        """The download answer (200, or 206 for one byte range), streamed."""
+        ...
+
+
+class BlobResponse(FileResponse):
+    """Large reads (fewer thread hops) and a single byte range at most."""
+
+    chunk_size = 4 * 1024 * 1024
+    max_ranges = 1
 
 
 class _Sink:
@@ -95,6 +139,8 @@ async def _with_idle_timeout(chunks: AsyncIterator[bytes], seconds: float) -> As
 
 
 class BlobStore:
+    """The filesystem backend (the embedded default)."""
+
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "blobs" / "sha256"
         self.tmp = data_dir / "blobs" / "tmp"
@@ -125,6 +171,14 @@ class BlobStore:
             return self.path(hexdigest).stat().st_size
         except FileNotFoundError:
             return None
+
+    def serve(self, hexdigest: str, size: int, range_header: str | None, head: bool) -> Response:
+        del size, range_header, head  # FileResponse answers HEAD and Range itself
+        return BlobResponse(
+            self.path(hexdigest),
+            media_type="application/octet-stream",
+            headers={"etag": f'"sha256:{hexdigest}"'},
+        )
 
     def read_small(self, hexdigest: str, limit: int) -> bytes:
         """Read a blob that must be small (a directory manifest): bounded."""

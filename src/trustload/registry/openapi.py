@@ -33,6 +33,7 @@ _DESCRIPTIONS = {
     413: "BAD_REQUEST: body larger than the configured bound",
     416: "BAD_REQUEST: range not satisfiable",
     422: "BAD_REQUEST: the JSON body does not match its schema",
+    503: "UNAVAILABLE: the blob store (an OCI registry) cannot answer; nothing was stored",
 }
 
 READ = (400, 401, 404)
@@ -47,6 +48,7 @@ class ErrorDetail(BaseModel):
         "METHOD_NOT_ALLOWED",
         "CONFLICT",
         "BAD_REQUEST",
+        "UNAVAILABLE",
         "INTERNAL",
     ]
     message: str
@@ -175,7 +177,7 @@ def blob_read_responses(*, head: bool) -> dict[int | str, dict[str, Any]]:
         200: {"description": "The blob", "content": content, "headers": _BLOB_HEADERS},
         206: {"description": _DESCRIPTIONS[206], "content": content, "headers": partial_headers},
     }
-    for status, entry in errors(400, 401, 404, 416).items():
+    for status, entry in errors(400, 401, 404, 416, 503).items():
         out[status] = {"description": entry["description"]} if head else entry
         if head and "headers" in entry:
             out[status]["headers"] = entry["headers"]

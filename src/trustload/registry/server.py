@@ -112,6 +112,8 @@ def build(cfg: RegistryServiceConfig, config_dir: Path) -> Any:
             verifier,
             max_blob_bytes=cfg.server.max_blob_bytes,
             max_json_bytes=cfg.server.max_json_bytes,
+            blob_store=cfg.server.blob_store,
+            oci=cfg.oci,
         )
     except SQLAlchemyError as exc:
         # A configuration problem (unreachable server, bad credentials): exit 2.

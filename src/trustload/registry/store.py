@@ -46,6 +46,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -355,6 +356,9 @@ def _reason(reason: str) -> str:
     return reason
 
 
+WRITE_LOCK_KEY = 0x74726C7772  # "trlwr"; the migrations' key is another
+
+
 class Store:
     """Every Registry operation, each in one transaction, each logged."""
 
@@ -364,10 +368,20 @@ class Store:
 
     @contextmanager
     def tx(self, *, write: bool = False) -> Iterator[Session]:
-        """One transaction. ``write`` ones take SQLite's write lock up front (BEGIN
-        IMMEDIATE) so a read-then-write never fails on a stale snapshot under load."""
+        """One transaction. ``write`` ones take the database's write lock up front:
+        SQLite's BEGIN IMMEDIATE (a read-then-write never fails on a stale snapshot
+        under load), PostgreSQL's transaction advisory lock :data:`WRITE_LOCK_KEY`.
+
+        The advisory lock is what makes replicas safe: every write transaction logs
+        a governance event, and ids come from a sequence taken at insert. Without one
+        writer at a time, replica B could commit event N+1 while replica A's event N
+        is still open, and a reader paging the log with ``after=N+1`` (an auditor, a
+        SIEM shipper) would never see N. Serialised, ids commit in order, and ``at``
+        is monotonic with them."""
         bind = self.write_engine if write else self.engine
         with Session(bind, expire_on_commit=False) as s, s.begin():
+            if write and self.engine.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
             yield s
 
     # -- helpers -----------------------------------------------------------------
