@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from importlib import import_module
 
 import typer
 
+from trustload.cli import register_commands
 from trustload.errors import TrustloadError, UsageError
 
 app = typer.Typer(
@@ -46,14 +46,7 @@ COMMAND_MODULES = (
     "conformance",  # conformance
 )
 
-for _name in COMMAND_MODULES:
-    try:
-        _module = import_module(f"trustload.cli.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"trustload.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+register_commands(app, COMMAND_MODULES)
 
 
 def main() -> None:
