@@ -19,7 +19,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.attacks.helpers import Gate
 
 from tests.support.crash import (
     base_name,
@@ -71,6 +74,17 @@ def arm(mode: str) -> None:
         die_around("fsync", before=lambda fd: fd_name(fd).startswith(".trusted-"))
     elif mode != "none":  # none: run the gate to the end (a plain concurrent run)
         raise SystemExit(f"unknown mode {mode}")
+
+
+def command(
+    gate: Gate, ref: str, mode: str, *, state: str = "state", audit_log: Path | None = None
+) -> list[str]:
+    """The argv that runs this module against ``gate``'s config and cache (cwd: the repo)."""
+    argv = [
+        sys.executable, "-m", "tests.faults.crashgate", str(gate.arena.env.gate_config), ref,
+        str(gate.cache_dir), str(gate.root / state), mode,
+    ]  # fmt: skip
+    return argv if audit_log is None else [*argv, str(audit_log)]
 
 
 def main() -> None:
