@@ -4,7 +4,6 @@ exit status 0 / 1 / 2, and exactly one JSON document on stdout with ``--json``."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,19 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.core.conftest import CONTAINER, DATASET, GIT, Signed
+from tests.support.cli import run_cli as run
 from trustload.policy import default_policy_dir, policy_digest
 from trustload.policy.bundle import MAX_FILE_BYTES
 
-EXE = [sys.executable, "-m", "trustload.cli.main"]
 PROVENANCE = ("--git-sha", GIT, "--container-digest", CONTAINER, "--dataset-snapshot", DATASET)
-
-
-def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("TRUSTLOAD_DEBUG", None)
-    return subprocess.run(
-        [*EXE, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
-    )
 
 
 def one_json(stdout: str) -> dict:

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 from tests.crypto.helpers import NOW
+from tests.support.cli import run_cli as cli
 from trustload.checks.attestation import check_attestation
 from trustload.digests import measure
 from trustload.facts import Expectations, TrustAnchors
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_KEY_PASSWORD"}
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def attest_args(model: Path, key: Path, dataset: str) -> list[str]:

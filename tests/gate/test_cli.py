@@ -4,24 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.gate.conftest import CONTAINER, DATASET, GIT_SHA, World
-
-
-def tl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_DEBUG"}
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
+from tests.support.cli import run_cli as tl
 
 
 def publish(
