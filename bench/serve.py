@@ -3,7 +3,7 @@
 The same signed ONNX scorer (``x: FP32 [N, D] -> score``) for D = 4 and D = 65536 is served
 by a real ``trustload serve`` process (after the full start-up gate against a real
 Registry) and, as the baseline measured in the same run, by KServe's Python
-``ModelServer`` with an onnxruntime predictor (``bench/kserve_onnx_server.py``, from
+``ModelServer`` with an onnxruntime predictor (``tests/support/kserve_onnx_server.py``, from
 ``.venv-kserve``: ``make kserve-venv``; skipped with a note when that venv is missing).
 The load is tritonclient[http]'s own client in a closed loop (one connection, one request
 in flight, a 1xD input), so JSON encoding/decoding on the client is part of every number.
@@ -14,7 +14,6 @@ Usage: ``python bench/serve.py [--seconds 4]``.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -92,18 +91,12 @@ def free_port() -> int:
 
 def run_kserve(model_path: Path, name: str, log: Path, bench: Callable[[str], Any]) -> Any:
     port = free_port()
-    env = {
-        **os.environ,
-        "KSERVE_BENCH_MODEL": str(model_path),
-        "KSERVE_BENCH_NAME": name,
-        "KSERVE_BENCH_PORT": str(port),
-    }
+    server = ROOT / "tests" / "support" / "kserve_onnx_server.py"
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            [str(KSERVE_PYTHON), str(ROOT / "bench" / "kserve_onnx_server.py")],
+            [str(KSERVE_PYTHON), str(server), name, str(model_path), str(port)],
             stdout=err,
             stderr=err,
-            env=env,
         )
     try:
         client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from tests.attacks.helpers import (
     with_gate,
 )
 from tests.crypto.helpers import load_key
+from tests.support.cli import run_cli as cli
 from trustload.crypto.keys import generate_keypair, load_public_key_pem, sign_message
 from trustload.decision import ReasonCode
 from trustload.digests import measure
@@ -30,15 +29,6 @@ from trustload.errors import UsageError
 from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, bytes_parse_as_pae, pae
 from trustload.formats.oms import Resource, build_statement
 from trustload.gate import trust_anchors
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def cli_decision(model: Path, signature: Path, pub: Path) -> tuple[int, dict[str, Any]]:

@@ -3,14 +3,13 @@ closed, attestation validity windows, sender-constrained tokens, a JWKS pinned t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.attacks.helpers import Arena, Gate, assert_denied, with_gate
 from tests.crypto.helpers import NOW, cert_bundle, make_ca, make_leaf, pem
+from tests.support.cli import run_cli as cli
 from trustload.checks.signature import check_model_signature
 from trustload.config import load_client_config
 from trustload.decision import ReasonCode
@@ -19,16 +18,6 @@ from trustload.errors import TrustloadError, UsageError
 from trustload.facts import TrustAnchors
 from trustload.formats.oms import Resource, build_statement
 from trustload.gate import run_gate, trust_anchors
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 # ------------------------------------------------- ca_certs needs a pinned identity
 

@@ -35,21 +35,7 @@ def stranger_key(arena: Arena) -> Path:
 
 
 def claims(arena: Arena, **over: Any) -> dict[str, Any]:
-    now = int(time.time())
-    doc: dict[str, Any] = {
-        "iss": arena.env.issuer.issuer,
-        "aud": arena.env.issuer.audience,
-        "sub": "spiffe://trustload.local/ns/serving/sa/gate",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "tenant_id": "A",
-        "domain": "credit",
-        "purpose": ["credit_scoring"],
-        "role": "consumer",
-    }
-    doc.update(over)
-    return doc
+    return arena.env.claims(**over)
 
 
 def b64url(data: bytes) -> str:

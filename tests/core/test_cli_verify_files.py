@@ -4,7 +4,6 @@ exit status 0 / 1 / 2, and exactly one JSON document on stdout with ``--json``."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,18 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.core.conftest import CONTAINER, DATASET, GIT, Signed
+from tests.support.cli import run_cli as run
 from trustload.policy import default_policy_dir, policy_digest
 from trustload.policy.bundle import MAX_FILE_BYTES
 
-EXE = [sys.executable, "-m", "trustload.cli.main"]
-
-
-def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("TRUSTLOAD_DEBUG", None)
-    return subprocess.run(
-        [*EXE, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
-    )
+PROVENANCE = ("--git-sha", GIT, "--container-digest", CONTAINER, "--dataset-snapshot", DATASET)
 
 
 def one_json(stdout: str) -> dict:
@@ -35,22 +27,9 @@ def one_json(stdout: str) -> dict:
 
 def test_permit_json(signed: Signed):
     out = run(
-        "verify-files",
-        signed.model,
-        "--signature",
-        signed.signature,
-        "--key",
-        signed.pub,
-        "--attestation",
-        signed.attestation,
-        "--git-sha",
-        GIT,
-        "--container-digest",
-        CONTAINER,
-        "--dataset-snapshot",
-        DATASET,
-        "--json",
-    )
+        "verify-files", signed.model, "--signature", signed.signature, "--key", signed.pub,
+        "--attestation", signed.attestation, *PROVENANCE, "--json",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     doc = one_json(out.stdout)
     assert doc["decision"] == "permit" and doc["event"] == "startup_permit"
@@ -120,22 +99,9 @@ def test_bad_signature_evidence_is_a_denial_not_usage(signed: Signed, tmp_path, 
 
 def test_missing_attestation_file_is_attestation_missing(signed: Signed, tmp_path):
     out = run(
-        "verify-files",
-        signed.model,
-        "--signature",
-        signed.signature,
-        "--key",
-        signed.pub,
-        "--attestation",
-        tmp_path / "nope.json",
-        "--git-sha",
-        GIT,
-        "--container-digest",
-        CONTAINER,
-        "--dataset-snapshot",
-        DATASET,
-        "--json",
-    )
+        "verify-files", signed.model, "--signature", signed.signature, "--key", signed.pub,
+        "--attestation", tmp_path / "nope.json", *PROVENANCE, "--json",
+    )  # fmt: skip
     assert out.returncode == 1
     assert one_json(out.stdout)["reasons"] == ["ATTESTATION_MISSING"]
 

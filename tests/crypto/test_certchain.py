@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,18 +111,11 @@ def test_expired_and_not_yet_valid_leaf_denied(model_dir: Path, tmp_path: Path) 
         assert not ok and code == ReasonCode.SIGNATURE_INVALID and "not valid" in detail
 
 
-def test_model_signing_accepts_expired_leaf_trustload_does_not(
-    model_dir: Path, tmp_path: Path
-) -> None:
-    """The known trap: model-signing 1.1.1's certificate verifier ignores expiry."""
+def _model_signing_sign(model_dir: Path, tmp_path: Path, leaf_key: Any, leaf: Any, ca: Any) -> Path:
+    """Sign ``model_dir`` with model-signing's own certificate signer (leaf under ``ca``)."""
     from cryptography.hazmat.primitives import serialization
     from model_signing import signing as ms_signing
-    from model_signing import verifying
 
-    ca_key, ca = make_ca(tmp_path)
-    leaf_key, leaf = make_leaf(
-        ca_key, ca, not_before=NOW - timedelta(days=20), not_after=NOW - timedelta(days=1)
-    )
     (tmp_path / "leaf.key").write_bytes(
         leaf_key.private_bytes(
             serialization.Encoding.PEM,
@@ -137,6 +131,20 @@ def test_model_signing_accepts_expired_leaf_trustload_does_not(
         signing_certificate=tmp_path / "leaf.pem",
         certificate_chain=[tmp_path / "ca.pem"],
     ).sign(model_dir, sig)
+    return sig
+
+
+def test_model_signing_accepts_expired_leaf_trustload_does_not(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """The known trap: model-signing 1.1.1's certificate verifier ignores expiry."""
+    from model_signing import verifying
+
+    ca_key, ca = make_ca(tmp_path)
+    leaf_key, leaf = make_leaf(
+        ca_key, ca, not_before=NOW - timedelta(days=20), not_after=NOW - timedelta(days=1)
+    )
+    sig = _model_signing_sign(model_dir, tmp_path, leaf_key, leaf, ca)
     verifying.Config().use_certificate_verifier(certificate_chain=[tmp_path / "ca.pem"]).verify(
         model_dir, sig
     )
@@ -145,26 +153,9 @@ def test_model_signing_accepts_expired_leaf_trustload_does_not(
 
 
 def test_model_signing_certificate_mode_valid_leaf(model_dir: Path, tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from model_signing import signing as ms_signing
-
     ca_key, ca = make_ca(tmp_path)
     leaf_key, leaf = make_leaf(ca_key, ca)
-    (tmp_path / "leaf.key").write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (tmp_path / "leaf.pem").write_bytes(pem(leaf))
-    (tmp_path / "ca.pem").write_bytes(pem(ca))
-    sig = tmp_path / "model.sig"
-    ms_signing.Config().use_certificate_signer(
-        private_key=tmp_path / "leaf.key",
-        signing_certificate=tmp_path / "leaf.pem",
-        certificate_chain=[tmp_path / "ca.pem"],
-    ).sign(model_dir, sig)
+    sig = _model_signing_sign(model_dir, tmp_path, leaf_key, leaf, ca)
     ok, _code, detail = _check(
         model_dir,
         sig.read_bytes(),

@@ -3,43 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 from tests.crypto.helpers import NOW
+from tests.support.cli import run_cli as cli
 from trustload.checks.attestation import check_attestation
 from trustload.digests import measure
 from trustload.facts import Expectations, TrustAnchors
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_KEY_PASSWORD"}
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+def attest_args(model: Path, key: Path, dataset: str) -> list[str]:
+    """``trustload attest MODEL --key KEY`` with the provenance every attestation carries."""
+    return [
+        "attest", str(model), "--key", str(key), "--git-sha", "a" * 40,
+        "--container-digest", "sha256:" + "b" * 64, "--dataset-snapshot", dataset,
+    ]  # fmt: skip
 
 
 def test_attest_cli_round_trip(model_dir: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
     key, pub = keypair
     out = tmp_path / "att.json"
     r = cli(
-        "attest",
-        str(model_dir),
-        "--key",
-        str(key),
-        "--git-sha",
-        "a" * 40,
-        "--container-digest",
-        "sha256:" + "b" * 64,
-        "--dataset-snapshot",
-        "ds-2024-06",
+        *attest_args(model_dir, key, "ds-2024-06"),
         "--not-before",
         "2020-01-01T00:00:00Z",
         "--not-after",
@@ -63,18 +49,7 @@ def test_attest_cli_round_trip(model_dir: Path, keypair: tuple[Path, Path], tmp_
 
 def test_attest_cli_usage_errors(model_file: Path, keypair: tuple[Path, Path]) -> None:
     key, _ = keypair
-    base = [
-        "attest",
-        str(model_file),
-        "--key",
-        str(key),
-        "--git-sha",
-        "a" * 40,
-        "--container-digest",
-        "sha256:" + "b" * 64,
-        "--dataset-snapshot",
-        "d",
-    ]
+    base = attest_args(model_file, key, "d")
     for extra in (
         ["--not-after", "tomorrow"],
         ["--not-before", "2020-01-01T00:00:00"],

@@ -10,27 +10,27 @@ code runs unmodified up to that point; SIGKILL leaves no chance to clean up):
 * ``state-fsync``: when the new trusted state's temp file is written and about to be fsync'd;
 * ``state-rename``: when that temp file is about to replace the trusted state;
 * ``audit-write``: half-way through writing the decision's line to the audit log (the
-  optional 6th argument names the log; the line is left torn, without its newline).
+  optional 6th argument names the log; the line is left torn, without its newline);
+* ``none``: no crash, the gate runs to the end.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from tests.attacks.helpers import Gate
 
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fd_name(fd: int) -> str:
-    try:
-        return os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-    except OSError:
-        return ""
+from tests.support.crash import (
+    base_name,
+    die,
+    die_after_first_cache_write,
+    die_around,
+    fd_name,
+)
 
 
 class _TearingFile:
@@ -43,8 +43,7 @@ class _TearingFile:
         self._inner.write(data[: len(data) // 2])
         self._inner.flush()
         os.fsync(self._inner.fileno())
-        _die()
-        return 0  # never reached
+        die()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -57,45 +56,35 @@ class _TearingFile:
 
 
 def arm(mode: str) -> None:
-    import trustload.cache as cache
-
     if mode == "audit-write":
         real_fdopen = os.fdopen
 
         def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
             inner = real_fdopen(fd, *args, **kwargs)
-            return _TearingFile(inner) if _fd_name(fd).endswith(".jsonl") else inner
+            return _TearingFile(inner) if fd_name(fd).endswith(".jsonl") else inner
 
         os.fdopen = fdopen  # type: ignore[assignment]
-        return
+    elif mode == "cache-write":
+        die_after_first_cache_write()
+    elif mode == "cache-rename":
+        die_around("replace", before=lambda _src, dst, *_: len(base_name(dst)) == 64)
+    elif mode == "state-rename":
+        die_around("replace", before=lambda _src, dst, *_: base_name(dst).startswith("trusted-"))
+    elif mode == "state-fsync":
+        die_around("fsync", before=lambda fd: fd_name(fd).startswith(".trusted-"))
+    elif mode != "none":  # none: run the gate to the end (a plain concurrent run)
+        raise SystemExit(f"unknown mode {mode}")
 
-    if mode == "cache-write":
-        original = cache._write_all
 
-        def write_then_die(fd: int, data: bytes | memoryview) -> None:
-            original(fd, data)
-            os.fsync(fd)
-            _die()
-
-        cache._write_all = write_then_die  # type: ignore[assignment]
-        return
-    real_replace, real_fsync = os.replace, os.fsync
-
-    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        name = os.path.basename(os.fspath(dst))
-        if (mode == "cache-rename" and len(name) == 64) or (
-            mode == "state-rename" and name.startswith("trusted-")
-        ):
-            _die()
-        real_replace(src, dst)
-
-    def fsync(fd: int) -> None:
-        if mode == "state-fsync" and _fd_name(fd).startswith(".trusted-"):
-            _die()
-        real_fsync(fd)
-
-    os.replace = replace  # type: ignore[assignment]
-    os.fsync = fsync  # type: ignore[assignment]
+def command(
+    gate: Gate, ref: str, mode: str, *, state: str = "state", audit_log: Path | None = None
+) -> list[str]:
+    """The argv that runs this module against ``gate``'s config and cache (cwd: the repo)."""
+    argv = [
+        sys.executable, "-m", "tests.faults.crashgate", str(gate.arena.env.gate_config), ref,
+        str(gate.cache_dir), str(gate.root / state), mode,
+    ]  # fmt: skip
+    return argv if audit_log is None else [*argv, str(audit_log)]
 
 
 def main() -> None:

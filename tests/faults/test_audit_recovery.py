@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from tests.attacks.helpers import Arena, Gate, with_gate
+from tests.faults.crashgate import command
 from trustload.audit import AuditLog, head_path, verify_chain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +31,7 @@ def audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def crash_mid_audit_write(gate: Gate, ref: str, log: Path) -> None:
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults.crashgate",
-            str(gate.arena.env.gate_config),
-            ref,
-            str(gate.cache_dir),
-            str(gate.root / "state"),
-            "audit-write",
-            str(log),
-        ],
+        command(gate, ref, "audit-write", audit_log=log),
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests.attacks.helpers import (
     cache_path,
 )
 from tests.attacks.hostile import Mitm
+from tests.faults.crashgate import command
 from tests.support.registry import make_test_env, start_registry
 from trustload.decision import ReasonCode
 from trustload.policy import policy_digest
@@ -157,16 +157,7 @@ def test_disk_full_while_writing_the_cache(arena: Arena, gate: Gate) -> None:
 
 def crash(gate: Gate, ref: str, mode: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults.crashgate",
-            str(gate.arena.env.gate_config),
-            ref,
-            str(gate.cache_dir),
-            str(gate.root / "state"),
-            mode,
-        ],
+        command(gate, ref, mode),
         capture_output=True,
         text=True,
         timeout=60,
@@ -220,16 +211,7 @@ def test_two_gates_share_one_cache(arena: Arena, gate: Gate) -> None:
     name, hexd = publish_big(arena)
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.faults.crashgate",
-                str(arena.env.gate_config),
-                f"{name}@production",
-                str(gate.cache_dir),
-                str(gate.root / f"state-{i}"),
-                "none",
-            ],
+            command(gate, f"{name}@production", "none", state=f"state-{i}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

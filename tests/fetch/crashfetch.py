@@ -12,45 +12,22 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+from tests.support.crash import base_name, die_after_first_cache_write, die_around
 
 
 def arm(mode: str) -> None:
-    import trustload.cache as cache
-
     if mode == "download":
-        original = cache._write_all
-
-        def write_then_die(fd: int, data: bytes | memoryview) -> None:
-            original(fd, data)
-            os.fsync(fd)
-            _die()
-
-        cache._write_all = write_then_die  # type: ignore[assignment]
-        return
-    real_link, real_rename, real_replace = os.link, os.rename, os.replace
-
-    def link(src, dst, *a, **kw):  # type: ignore[no-untyped-def]
-        real_link(src, dst, *a, **kw)
-        if mode == "stage" and "/tree/" in os.fspath(dst):
-            _die()
-
-    def rename(src, dst, *a, **kw):  # type: ignore[no-untyped-def]
-        real_rename(src, dst, *a, **kw)
-        if mode == "publish" and "/.trustload-tmp/tree/" in os.fspath(src):
-            _die()
-
-    def replace(src, dst, *a, **kw):  # type: ignore[no-untyped-def]
-        real_replace(src, dst, *a, **kw)
-        if mode == "journal" and os.path.basename(os.fspath(dst)) == "journal.json":
-            _die()
-
-    os.link, os.rename, os.replace = link, rename, replace  # type: ignore[assignment]
+        die_after_first_cache_write()
+    elif mode == "stage":
+        die_around("link", after=lambda _src, dst, *_: "/tree/" in os.fspath(dst))
+    elif mode == "publish":
+        die_around("rename", after=lambda src, *_: "/.trustload-tmp/tree/" in os.fspath(src))
+    elif mode == "journal":
+        die_around("replace", after=lambda _src, dst, *_: base_name(dst) == "journal.json")
+    else:
+        raise SystemExit(f"unknown mode {mode}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tests.fetch.conftest import ROOT, Fetcher
 from tests.serve.onnx_models import linear_scorer
 
 KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
-SERVER = Path(__file__).with_name("kserve_onnx_server.py")
+SERVER = ROOT / "tests" / "support" / "kserve_onnx_server.py"
 WEIGHTS, BIAS = [0.5, -0.25], 0.1
 
 CLIENT = r"""

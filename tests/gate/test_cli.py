@@ -4,24 +4,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.gate.conftest import CONTAINER, DATASET, GIT_SHA, World
+from tests.support.cli import run_cli as tl
 
 
-def tl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_DEBUG"}
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
+def publish(
+    world: World, model: Path, name: str, version: str, *extra: str | Path
+) -> subprocess.CompletedProcess[str]:
+    """``trustload publish`` with the world's admin identity, signing key and provenance."""
+    env = world.env
+    return tl(
+        "publish", model, "--name", name, "--version", version,
+        "--config", env.admin_config, "--key", env.signing_key,
+        "--git-sha", GIT_SHA, "--container-digest", CONTAINER, "--dataset-snapshot", DATASET,
+        *extra,
+    )  # fmt: skip
 
 
 def test_publish_govern_verify_through_the_cli(world: World) -> None:
@@ -32,28 +32,8 @@ def test_publish_govern_verify_through_the_cli(world: World) -> None:
         "tenant_id: A\ndomain: credit\npurpose:\n  allowed: [credit_scoring]\n"
         "revalidate_by: 2099-06-30T00:00:00Z\nformat: onnx\n"
     )
-    pub = tl(
-        "publish",
-        model,
-        "--name",
-        "risk",
-        "--version",
-        "3",
-        "--config",
-        env.admin_config,
-        "--key",
-        env.signing_key,
-        "--git-sha",
-        GIT_SHA,
-        "--container-digest",
-        CONTAINER,
-        "--dataset-snapshot",
-        DATASET,
-        "--card",
-        card,
-        "--not-after",
-        "2099-01-01T00:00:00Z",
-        "--json",
+    pub = publish(
+        world, model, "risk", "3", "--card", card, "--not-after", "2099-01-01T00:00:00Z", "--json"
     )
     assert pub.returncode == 0, pub.stderr
     record = json.loads(pub.stdout)
@@ -110,48 +90,13 @@ def test_usage_errors_exit_2(world: World) -> None:
     assert (
         tl("registry", "stage", "m@1", "Production", "--config", env.admin_config).returncode == 2
     )
-    bad = tl(
-        "publish",
-        world.work / "absent.onnx",
-        "--name",
-        "m",
-        "--version",
-        "1",
-        "--config",
-        env.admin_config,
-        "--key",
-        env.signing_key,
-        "--git-sha",
-        GIT_SHA,
-        "--container-digest",
-        CONTAINER,
-        "--dataset-snapshot",
-        DATASET,
-    )
+    bad = publish(world, world.work / "absent.onnx", "m", "1")
     assert bad.returncode == 2, bad.stderr
 
 
 def test_publish_default_card_is_publishers_tenant(world: World) -> None:
     env = world.env
-    pub = tl(
-        "publish",
-        world.model_file(),
-        "--name",
-        "m",
-        "--version",
-        "1",
-        "--config",
-        env.admin_config,
-        "--key",
-        env.signing_key,
-        "--git-sha",
-        GIT_SHA,
-        "--container-digest",
-        CONTAINER,
-        "--dataset-snapshot",
-        DATASET,
-        "--json",
-    )
+    pub = publish(world, world.model_file(), "m", "1", "--json")
     assert pub.returncode == 0, pub.stderr
     card = json.loads(pub.stdout)["card"]
     assert card["tenant_id"] == "A" and card["purposes_allowed"] == ["credit_scoring"]

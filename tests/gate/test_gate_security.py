@@ -37,21 +37,7 @@ def with_token(world: World, token: str) -> ClientFileConfig:
 
 
 def claims(world: World, **over: Any) -> dict[str, Any]:
-    now = int(time.time())
-    doc = {
-        "iss": world.env.issuer.issuer,
-        "aud": world.env.issuer.audience,
-        "sub": "spiffe://trustload.local/ns/serving/sa/gate",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "tenant_id": "A",
-        "domain": "credit",
-        "purpose": ["credit_scoring"],
-        "role": "consumer",
-    }
-    doc.update(over)
-    return doc
+    return world.env.claims(**over)
 
 
 def card(tenant: str = "A", purposes: tuple[str, ...] = ("credit_scoring",)) -> dict[str, Any]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.cli import run_cli as _cli
 from tests.support.ocireg import RunningOciRegistry, make_image, push_image
 from trustload.crypto.keys import generate_keypair
 from trustload.oci.cosign_sign import config_for, manifest_for, simple_signing_payload
@@ -27,15 +26,6 @@ _CANDIDATES = [  # beside the main checkout, or beside a worktree's parent
     for up in ("..", "../..")
 ]
 VECTORS = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _blob(layout: Path, digest: str) -> bytes:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli as _cli
 from tests.support.ocireg import RunningOciRegistry, make_image, push_image
 from trustload.crypto.keys import generate_keypair
 from trustload.oci.registry import RegistryRepository
@@ -25,15 +25,6 @@ from trustload.oci.transport import OciTransport
 pytestmark = pytest.mark.skipif(
     find_spec("trustload.image") is None, reason="the cosign verifier (verify-image) is not here"
 )
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _reasons(done: subprocess.CompletedProcess[str]) -> list[str]:

@@ -105,6 +105,7 @@ def test_default_bundle_loads():
         "dup_key",
         "json_list",
         "deep_json",
+        "nan_json",
         "missing",
         "file_not_dir",
         "too_many",
@@ -136,6 +137,8 @@ def test_loader_refuses(tmp_path, setup):
         (root / "data.json").write_text("[1, 2]")
     elif setup == "deep_json":
         (root / "data.json").write_text('{"a":' * 200 + "1" + "}" * 200)
+    elif setup == "nan_json":  # the signed-evidence loader's rules hold for data.json too
+        (root / "data.json").write_text('{"limit": NaN}')
     elif setup == "missing":
         root = tmp_path / "nope"
     elif setup == "file_not_dir":

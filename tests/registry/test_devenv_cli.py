@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import tomllib
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.cli import run_cli as _cli
 from tests.support.registry import publish_bytes, start_registry
 from trustload.config import load_client_config, load_registry_config
 from trustload.oidc import TokenVerifier, mint_from_dev_token
-
-
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
 
 
 def test_dev_env_writes_the_documented_layout(tmp_path):

@@ -79,7 +79,8 @@ def test_record_checks_refresh_reruns(
     codes = [
         c.code
         for c in run_checks(RECORD_CHECKS, facts)
-        if not c.ok and c.code is not ReasonCode.TENANT_MISMATCH
+        if not c.ok
+        and c.code is not ReasonCode.TENANT_MISMATCH
         and c.code is not ReasonCode.PURPOSE_NOT_ALLOWED  # no requester in this table test
     ]
     assert codes == expected
@@ -163,12 +164,43 @@ def test_internal_refresh_error_withdraws_the_model(tmp_path: Path) -> None:
 
 
 def test_denied_candidate_memo() -> None:
-    from trustload.serve.runtime import _Memo
+    from trustload.serve.candidate import DenialMemo
 
-    memo = _Memo()
-    key = _Memo.key(_record())
+    memo = DenialMemo()
+    key = DenialMemo.key(_record())
     memo.remember(key, ["REGISTRY_UNAVAILABLE"], now=0.0, retry=30.0)
     assert not memo.blocked(key, 1.0)  # a channel problem is retried at the next interval
     memo.remember(key, ["SIGNATURE_INVALID"], now=0.0, retry=30.0)
     assert memo.blocked(key, 29.0) and not memo.blocked(key, 31.0)  # retried after back-off
-    assert not memo.blocked(_Memo.key(_record(revoked=True)), 1.0)  # a changed answer: at once
+    assert not memo.blocked(DenialMemo.key(_record(revoked=True)), 1.0)  # a changed answer: at once
+
+
+def test_offline_start_uses_only_a_fresh_cached_record_for_the_reference(tmp_path: Path) -> None:
+    from trustload.facts import ModelRef
+    from trustload.serve.offline import CachedStart, cached_start
+
+    ref = ModelRef("risk", "production")
+    now = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+    assert cached_start(tmp_path, ref, "prod", 300.0, now) == (
+        "no cached Registry record for risk@production"
+    )
+
+    def save(ref_name: str, fetched_at: str) -> None:
+        doc = record_document(_record())
+        save_last_record(tmp_path, "risk", "prod", ref_name, doc, fetched_at)
+
+    save("production", "2026-06-01T11:58:00+00:00")
+    fresh = cached_start(tmp_path, ref, "prod", 300.0, now)
+    assert isinstance(fresh, CachedStart)
+    assert fresh.record.version == "2" and fresh.age == 120.0 and "120s old" in fresh.why
+    assert cached_start(tmp_path, ModelRef("risk", "staging"), "prod", 300.0, now) == (
+        "no cached Registry record for risk@staging"  # saved for another reference
+    )
+    stale = cached_start(tmp_path, ref, "prod", 100.0, now)
+    assert stale == (
+        "cached Registry record is 120s old; offline start needs < 100.0s (max_staleness)"
+    )
+    save("production", "2026-06-01T12:05:00+00:00")  # from the future: never fresh
+    assert "is -300s old" in str(cached_start(tmp_path, ref, "prod", 300.0, now))
+    save("production", "2026-06-01T11:58:00")  # no offset: no age, refused (not a crash)
+    assert "has no offset" in str(cached_start(tmp_path, ref, "prod", 300.0, now))

@@ -140,6 +140,25 @@ class DevEnv:
     def raw_token(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
         return sign_claims(self.issuer, claims, headers=headers)
 
+    def claims(self, **over: Any) -> dict[str, Any]:
+        """A tenant-A consumer's valid claims (5 minutes from now), with ``over`` applied:
+        the starting point of every hand-made (and hand-broken) token."""
+        now = int(time.time())
+        doc: dict[str, Any] = {
+            "iss": self.issuer.issuer,
+            "aud": self.issuer.audience,
+            "sub": "spiffe://trustload.local/ns/serving/sa/gate",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "tenant_id": "A",
+            "domain": "credit",
+            "purpose": ["credit_scoring"],
+            "role": "consumer",
+        }
+        doc.update(over)
+        return doc
+
     def client(
         self,
         *,

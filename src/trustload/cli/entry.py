@@ -1,23 +1,30 @@
 """The ``trustload`` console script.
 
-``verify-files`` runs in CI pipelines on every model, so its start-up time is part of
-every verification (bench/hash_verify.py). It is dispatched to an argparse front end
-(:func:`trustload.cli.verify_files.fast_main`, same options, output and exit status)
-before typer and pydantic are imported; every other command goes through the typer
-application in :mod:`trustload.cli.main`.
+``verify-files`` runs in CI pipelines on every model and ``verify-image`` on every image
+an admission path lets through, so their start-up time is part of every verification
+(bench/hash_verify.py, bench/cli_startup.py). They are fast commands
+(:mod:`trustload.cli.fast`): dispatched to their argparse front ends (same options,
+output and exit status) before typer, pydantic and rich are imported. Every other
+command goes through the typer application in :mod:`trustload.cli.main`.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
+
+# command -> the module whose ``fast_main(argv) -> int`` runs it without typer
+FAST_COMMANDS = {
+    "verify-files": "trustload.cli.verify_files",
+    "verify-image": "trustload.cli.verify_image",
+}
 
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] == ["verify-files"]:
-        from trustload.cli.verify_files import fast_main
-
-        sys.exit(fast_main(argv[1:]))
+    fast = FAST_COMMANDS.get(argv[0]) if argv else None
+    if fast is not None:
+        sys.exit(import_module(fast).fast_main(argv[1:]))
     from trustload.cli.main import main as typer_main
 
     typer_main()

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from trustload.cli.options import ContainerDigestOpt, DatasetSnapshotOpt, GitShaOpt, SigningKeyOpt
+
 _REF_HELP = "HOST[:PORT]/REPO@sha256:<hex>"
 _CONFIG_HELP = "TOML with [[oci.registries]] (only listed hosts are contacted)."
 
@@ -15,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @app.command("sign-image")
     def sign_image(
         ref: Annotated[str, typer.Argument(help=_REF_HELP)],
-        key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
+        key: SigningKeyOpt,
         config: Annotated[Path | None, typer.Option("--config", help=_CONFIG_HELP)] = None,
     ) -> None:
         """Sign an image (or artifact) by digest, as `cosign sign --key` does."""
@@ -32,14 +34,10 @@ def register(app: typer.Typer) -> None:
     @app.command("attest-image")
     def attest_image(
         ref: Annotated[str, typer.Argument(help=_REF_HELP)],
-        key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
-        git_sha: Annotated[str, typer.Option("--git-sha", help="Source commit.")],
-        container_digest: Annotated[
-            str, typer.Option("--container-digest", help="Serving image digest.")
-        ],
-        dataset_snapshot: Annotated[
-            str, typer.Option("--dataset-snapshot", help="Dataset snapshot id.")
-        ],
+        key: SigningKeyOpt,
+        git_sha: GitShaOpt,
+        container_digest: ContainerDigestOpt,
+        dataset_snapshot: DatasetSnapshotOpt,
         config: Annotated[Path | None, typer.Option("--config", help=_CONFIG_HELP)] = None,
     ) -> None:
         """Attach SLSA v1 provenance (DSSE) by digest, as `cosign attest --key` does."""

@@ -8,6 +8,7 @@ exits 1 with the Registry's reason, a bad invocation exits 2.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ STAGE_NAMES = ("Staging", "Approved", "Archived")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="admin.toml")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the Registry's answer as JSON.")]
+VersionArg = Annotated[str, typer.Argument(help="NAME@VERSION")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (recorded).")]
 
 
 def _pinned(ref: str) -> tuple[str, str]:
@@ -35,6 +38,15 @@ def _client(config: Path) -> Any:
     return RegistryClient(load_client_config(config).registry)
 
 
+def _on_version(
+    ref: str, config: Path, action: Callable[[Any, str, str], Any]
+) -> tuple[str, str, Any]:
+    """Run ``action(client, name, version)`` for a pinned ``NAME@VERSION``."""
+    name, version = _pinned(ref)
+    with _client(config) as client:
+        return name, version, action(client, name, version)
+
+
 def _report(answer: Any, as_json: bool, text: str) -> None:
     if as_json:
         from trustload.cli.jsonout import emit_json
@@ -47,7 +59,7 @@ def _report(answer: Any, as_json: bool, text: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("stage")
     def stage(
-        ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
+        ref: VersionArg,
         stage_name: Annotated[
             str, typer.Argument(metavar="STAGE", help="Staging|Approved|Archived")
         ],
@@ -57,9 +69,9 @@ def register(app: typer.Typer) -> None:
         """Set a version's stage (admin only)."""
         if stage_name not in STAGE_NAMES:
             raise UsageError(f"STAGE must be one of {', '.join(STAGE_NAMES)}, got {stage_name!r}")
-        name, version = _pinned(ref)
-        with _client(config) as client:
-            answer = client.set_stage(name, version, stage_name)
+        name, version, answer = _on_version(
+            ref, config, lambda client, n, v: client.set_stage(n, v, stage_name)
+        )
         _report(answer, as_json, f"{name}@{version} stage -> {stage_name}")
 
     @app.command("alias")
@@ -82,38 +94,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("revoke")
     def revoke(
-        ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
-        reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
-        config: ConfigOpt,
-        as_json: JsonOpt = False,
+        ref: VersionArg, reason: ReasonOpt, config: ConfigOpt, as_json: JsonOpt = False
     ) -> None:
         """Revoke a version (final)."""
-        name, version = _pinned(ref)
-        with _client(config) as client:
-            answer = client.revoke(name, version, reason)
+        name, version, answer = _on_version(
+            ref, config, lambda client, n, v: client.revoke(n, v, reason)
+        )
         _report(answer, as_json, f"{name}@{version} revoked: {reason}")
 
     @app.command("quarantine")
     def quarantine(
-        ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
-        reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
-        config: ConfigOpt,
-        as_json: JsonOpt = False,
+        ref: VersionArg, reason: ReasonOpt, config: ConfigOpt, as_json: JsonOpt = False
     ) -> None:
         """Quarantine a version (reversible with ``release``)."""
-        name, version = _pinned(ref)
-        with _client(config) as client:
-            answer = client.quarantine(name, version, reason)
+        name, version, answer = _on_version(
+            ref, config, lambda client, n, v: client.quarantine(n, v, reason)
+        )
         _report(answer, as_json, f"{name}@{version} quarantined: {reason}")
 
     @app.command("release")
-    def release(
-        ref: Annotated[str, typer.Argument(help="NAME@VERSION")],
-        config: ConfigOpt,
-        as_json: JsonOpt = False,
-    ) -> None:
+    def release(ref: VersionArg, config: ConfigOpt, as_json: JsonOpt = False) -> None:
         """Lift a quarantine (never a revocation)."""
-        name, version = _pinned(ref)
-        with _client(config) as client:
-            answer = client.release(name, version)
+        name, version, answer = _on_version(ref, config, lambda client, n, v: client.release(n, v))
         _report(answer, as_json, f"{name}@{version} released from quarantine")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from trustload.cli.options import ContainerDigestOpt, DatasetSnapshotOpt, GitShaOpt, SigningKeyOpt
 from trustload.errors import UsageError
 
 
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
     @app.command("sign")
     def sign(
         path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-        key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
+        key: SigningKeyOpt,
         out: Annotated[
             Path | None, typer.Option("--out", help="Where to write the bundle.")
         ] = None,
@@ -50,14 +51,10 @@ def register(app: typer.Typer) -> None:
     @app.command("attest")
     def attest(
         path: Annotated[Path, typer.Argument(help="Model file or directory.")],
-        key: Annotated[Path, typer.Option("--key", help="Private key (PEM).")],
-        git_sha: Annotated[str, typer.Option("--git-sha", help="Source commit.")],
-        container_digest: Annotated[
-            str, typer.Option("--container-digest", help="Serving image digest.")
-        ],
-        dataset_snapshot: Annotated[
-            str, typer.Option("--dataset-snapshot", help="Dataset snapshot id.")
-        ],
+        key: SigningKeyOpt,
+        git_sha: GitShaOpt,
+        container_digest: ContainerDigestOpt,
+        dataset_snapshot: DatasetSnapshotOpt,
         not_before: Annotated[str | None, typer.Option("--not-before", help="RFC 3339.")] = None,
         not_after: Annotated[str | None, typer.Option("--not-after", help="RFC 3339.")] = None,
         out: Annotated[

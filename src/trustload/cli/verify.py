@@ -10,29 +10,9 @@ otherwise a readable summary goes to stderr. Heavy modules load inside the comma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-
-
-def summary(doc: dict[str, Any]) -> list[str]:
-    """A readable, one-line-per-check rendering of a decision document."""
-    lines: list[str] = []
-    checks = doc.get("checks")
-    for check in checks if isinstance(checks, list) else []:
-        mark = "ok  " if check.get("ok") else "FAIL"
-        code = f" {check['code']}" if check.get("code") else ""
-        lines.append(
-            f"{mark} {check.get('name')}{code}: {check.get('detail')} ({check.get('ms')} ms)"
-        )
-    reasons = doc.get("reasons") or []
-    verdict = str(doc.get("decision", "deny")).upper()
-    target = doc.get("requested")
-    if doc.get("version"):
-        target = f"{target} -> {doc.get('model')}@{doc.get('version')} {doc.get('artifact_digest')}"
-    suffix = f": {', '.join(str(r) for r in reasons)}" if reasons else ""
-    lines.append(f"{verdict} {target}{suffix} in {doc.get('latency_ms')} ms")
-    return lines
 
 
 def register(app: typer.Typer) -> None:
@@ -43,19 +23,13 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ) -> None:
         """Run the start-up gate against the Registry; exit 0 permit, 1 deny, 2 usage."""
+        from trustload.cli.jsonout import emit_decision
         from trustload.config import load_client_config
         from trustload.facts import ModelRef
         from trustload.gate import run_gate
 
         cfg = load_client_config(config)
         result = run_gate(cfg, ModelRef.parse(ref))
-        doc = result.decision.to_json()
-        if as_json:
-            from trustload.cli.jsonout import emit_json
-
-            emit_json(doc)
-        else:
-            for line in summary(doc):
-                typer.echo(line, err=True)
+        emit_decision(result.decision.to_json(), as_json=as_json)
         if not result.decision.permitted:
             raise SystemExit(1)

@@ -2,97 +2,93 @@
 with the seed's checks) for one image or artifact by digest, offline, no cosign binary.
 
 Same decision JSON and exit status as ``verify``: 0 permit, 1 deny, 2 usage (a tag-only
-reference, contradictory trust flags, unreadable keys). Heavy modules load inside.
+reference, contradictory trust flags, unreadable keys). An admission path runs it on
+every image, so it is a typer-free fast command (:mod:`trustload.cli.fast`): start-up
+imports only what the verification needs.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from trustload.cli.fast import register_passthrough, run_fast
+
+if TYPE_CHECKING:
+    import typer
+
+HELP = "Verify an image's cosign signature (and attestation); exit 0 permit, 1 deny."
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trustload verify-image", description=HELP.replace("deny.", "deny, 2 usage.")
+    )
+    parser.add_argument("ref", help="HOST[:PORT]/REPO@sha256:<hex> or oci-layout:DIR@sha256:<hex>")
+
+    def many(flag: str, help_text: str) -> None:
+        parser.add_argument(flag, type=Path, action="append", default=[], help=help_text)
+
+    many("--key", "Trusted public key (PEM); repeatable.")
+    parser.add_argument("--certificate-identity", help="Exact SAN e-mail or URI.")
+    parser.add_argument("--certificate-oidc-issuer", help="Exact OIDC issuer.")
+    many("--ca-roots", "Fulcio / private-CA roots (PEM).")
+    many("--ca-intermediates", "Intermediates (PEM).")
+    parser.add_argument("--trusted-root", type=Path, help="Sigstore trusted_root.json.")
+    many("--rekor-key", "Rekor public key; a SET is then required.")
+    parser.add_argument("--attestation-type", help="cosign --type name or predicate URI.")
+    parser.add_argument("--git-sha")
+    parser.add_argument("--container-digest")
+    parser.add_argument("--dataset-snapshot")
+    parser.add_argument("--config", type=Path, help="TOML with [[oci.registries]].")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print one JSON document."
+    )
+    return parser
+
+
+def _verify(ns: argparse.Namespace) -> int:
+    from trustload.checks.image import predicate_uri
+    from trustload.cli.jsonout import emit_decision
+    from trustload.errors import UsageError
+    from trustload.facts import Expectations
+    from trustload.image import AttestationRequest, build_anchors
+    from trustload.image import verify_image as run
+    from trustload.oci.reference import parse_reference
+
+    parse_reference(ns.ref)  # a tag-only reference is a usage error before anything else
+    anchors = build_anchors(
+        keys=ns.key,
+        certificate_identity=ns.certificate_identity,
+        certificate_oidc_issuer=ns.certificate_oidc_issuer,
+        ca_roots=ns.ca_roots,
+        ca_intermediates=ns.ca_intermediates,
+        trusted_root=ns.trusted_root,
+        rekor_keys=ns.rekor_key,
+    )
+    request: AttestationRequest | None = None
+    expected = (ns.git_sha, ns.container_digest, ns.dataset_snapshot)
+    if ns.attestation_type is None and any(v is not None for v in expected):
+        raise UsageError("--git-sha/--container-digest/--dataset-snapshot need --attestation-type")
+    if ns.attestation_type is not None:
+        uri = predicate_uri(ns.attestation_type)
+        if uri is None:
+            raise UsageError(f"--attestation-type {ns.attestation_type!r}: unknown type")
+        request = AttestationRequest(uri, Expectations(*expected))
+    decision = run(ns.ref, anchors, attestation=request, config=ns.config)
+    emit_decision(decision.to_json(), as_json=ns.as_json)
+    return 0 if decision.permitted else 1
+
+
+def fast_main(argv: list[str] | None = None) -> int:
+    """``verify-image`` as :mod:`trustload.cli.entry` runs it, before typer is imported."""
+    return run_fast(_parser(), _verify, argv)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("verify-image")
-    def verify_image(
-        ref: Annotated[
-            str, typer.Argument(help="HOST[:PORT]/REPO@sha256:<hex> or oci-layout:DIR@sha256:<hex>")
-        ],
-        key: Annotated[
-            list[Path] | None, typer.Option("--key", help="Trusted public key (PEM); repeatable.")
-        ] = None,
-        certificate_identity: Annotated[
-            str | None, typer.Option("--certificate-identity", help="Exact SAN e-mail or URI.")
-        ] = None,
-        certificate_oidc_issuer: Annotated[
-            str | None, typer.Option("--certificate-oidc-issuer", help="Exact OIDC issuer.")
-        ] = None,
-        ca_roots: Annotated[
-            list[Path] | None, typer.Option("--ca-roots", help="Fulcio / private-CA roots (PEM).")
-        ] = None,
-        ca_intermediates: Annotated[
-            list[Path] | None, typer.Option("--ca-intermediates", help="Intermediates (PEM).")
-        ] = None,
-        trusted_root: Annotated[
-            Path | None, typer.Option("--trusted-root", help="Sigstore trusted_root.json.")
-        ] = None,
-        rekor_key: Annotated[
-            list[Path] | None,
-            typer.Option("--rekor-key", help="Rekor public key; a SET is then required."),
-        ] = None,
-        attestation_type: Annotated[
-            str | None,
-            typer.Option("--attestation-type", help="cosign --type name or predicate URI."),
-        ] = None,
-        git_sha: Annotated[str | None, typer.Option("--git-sha")] = None,
-        container_digest: Annotated[str | None, typer.Option("--container-digest")] = None,
-        dataset_snapshot: Annotated[str | None, typer.Option("--dataset-snapshot")] = None,
-        config: Annotated[
-            Path | None, typer.Option("--config", help="TOML with [[oci.registries]].")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    ) -> None:
-        """Verify an image's cosign signature (and attestation); exit 0 permit, 1 deny."""
-        from trustload.checks.image import predicate_uri
-        from trustload.cli.verify import summary
-        from trustload.errors import UsageError
-        from trustload.facts import Expectations
-        from trustload.image import AttestationRequest, build_anchors
-        from trustload.image import verify_image as run
-        from trustload.oci.reference import parse_reference
+    register_passthrough(app, "verify-image", HELP, fast_main)
 
-        parse_reference(ref)  # a tag-only reference is a usage error before anything else
-        anchors = build_anchors(
-            keys=key or (),
-            certificate_identity=certificate_identity,
-            certificate_oidc_issuer=certificate_oidc_issuer,
-            ca_roots=ca_roots or (),
-            ca_intermediates=ca_intermediates or (),
-            trusted_root=trusted_root,
-            rekor_keys=rekor_key or (),
-        )
-        request: AttestationRequest | None = None
-        expected = (git_sha, container_digest, dataset_snapshot)
-        if attestation_type is None and any(v is not None for v in expected):
-            raise UsageError(
-                "--git-sha/--container-digest/--dataset-snapshot need --attestation-type"
-            )
-        if attestation_type is not None:
-            uri = predicate_uri(attestation_type)
-            if uri is None:
-                raise UsageError(f"--attestation-type {attestation_type!r}: unknown type")
-            request = AttestationRequest(
-                uri, Expectations(git_sha, container_digest, dataset_snapshot)
-            )
-        decision = run(ref, anchors, attestation=request, config=config)
-        doc = decision.to_json()
-        if as_json:
-            from trustload.cli.jsonout import emit_json
 
-            emit_json(doc)
-        else:
-            for line in summary(doc):
-                typer.echo(line, err=True)
-        if not decision.permitted:
-            raise SystemExit(1)
+if __name__ == "__main__":  # python -m trustload.cli.verify_image ...
+    raise SystemExit(fast_main())

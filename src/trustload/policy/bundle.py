@@ -29,14 +29,14 @@ in a file the digest's author never saw).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trustload.errors import UsageError
+from trustload.errors import FormatError, UsageError
+from trustload.formats.jsonstrict import loads_strict
 
 DIGEST_HEADER = b"trustload-policy-bundle-v1\n"
 MAX_FILES = 256
@@ -105,65 +105,21 @@ def _check_path(rel: str, full: Path) -> None:
         raise UsageError(f"policy bundle: file name is not UTF-8: {full!s:.200}") from exc
 
 
-def _json_depth_ok(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise UsageError(f"policy bundle: data.json has a duplicate key {key!r:.80}")
-        out[key] = value
-    return out
-
-
 def parse_data_json(content: bytes) -> dict[str, Any]:
-    """Strict ``data.json``: UTF-8, an object, no duplicate keys, bounded nesting."""
-    if len(content) > MAX_FILE_BYTES:
-        raise UsageError("policy bundle: data.json is too large")
-    # Bound nesting before handing the text to the recursive JSON parser.
-    depth = 0
-    deepest = 0
-    in_string = False
-    escaped = False
-    for ch in content:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == 0x5C:  # backslash
-                escaped = True
-            elif ch == 0x22:
-                in_string = False
-        elif ch == 0x22:
-            in_string = True
-        elif ch in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise UsageError("policy bundle: data.json is nested too deeply")
-        elif ch in (0x5D, 0x7D):
-            depth -= 1
+    """Strict ``data.json``, by the loader signed evidence goes through
+    (:func:`trustload.formats.jsonstrict.loads_strict`: UTF-8, no duplicate keys, bounded
+    size and nesting, no NaN or oversized integers), and it must be an object."""
     try:
-        text = content.decode("utf-8")
-        doc = json.loads(text, object_pairs_hook=_no_duplicates)
-    except UnicodeDecodeError as exc:
-        raise UsageError("policy bundle: data.json is not UTF-8") from exc
-    except (ValueError, RecursionError) as exc:
-        raise UsageError(f"policy bundle: data.json is not valid JSON: {exc}") from exc
+        doc = loads_strict(
+            content,
+            what="policy bundle: data.json",
+            max_bytes=MAX_FILE_BYTES,
+            max_depth=MAX_JSON_DEPTH,
+        )
+    except FormatError as exc:
+        raise UsageError(exc.message) from None
     if not isinstance(doc, dict):
         raise UsageError("policy bundle: data.json must hold a JSON object")
-    if not _json_depth_ok(doc, MAX_JSON_DEPTH):
-        raise UsageError("policy bundle: data.json is nested too deeply")
     return doc
 
 

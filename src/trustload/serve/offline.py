@@ -14,18 +14,61 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustload.decision import ReasonCode, rfc3339
-from trustload.errors import RegistryError
-from trustload.facts import VersionRecord
+from trustload.errors import RegistryError, TrustloadError
+from trustload.facts import ModelRef, VersionRecord
+from trustload.state import load_last_record
 
 if TYPE_CHECKING:
     from trustload.client.transport import BlobResponse
     from trustload.config import RegistryClientConfig
 
-from trustload.client.api import RegistryClient
+from trustload.client.api import RecordError, RegistryClient, parse_record
+
+
+@dataclass(frozen=True)
+class CachedStart:
+    """The cached Registry record an offline start may use, its age and the audited why."""
+
+    record: VersionRecord
+    age: float
+    why: str
+
+
+def cached_start(
+    state_dir: Path, ref: ModelRef, environment: str, limit: float, now: datetime
+) -> CachedStart | str:
+    """The last Registry record saved for ``ref`` if it is younger than ``limit`` seconds
+    (``max_staleness``) at ``now``; otherwise why an offline start is refused."""
+    try:
+        cached = load_last_record(state_dir, ref.name, environment)
+    except TrustloadError as exc:
+        return f"cached Registry record unusable: {exc.message}"
+    if cached is None or cached.get("ref") != ref.ref:
+        return f"no cached Registry record for {ref}"
+    try:
+        fetched_at = datetime.fromisoformat(str(cached["fetched_at"]))
+        record = parse_record(cached["record"])
+    except (ValueError, KeyError, RecordError) as exc:
+        return f"cached Registry record unusable: {exc}"
+    if fetched_at.tzinfo is None:  # no age can be computed: refused, like a stale one
+        return f"cached Registry record unusable: fetched_at {cached['fetched_at']} has no offset"
+    age = (now - fetched_at).total_seconds()
+    if age < 0 or age >= limit:
+        return (
+            f"cached Registry record is {age:.0f}s old; offline start needs < {limit}s "
+            "(max_staleness)"
+        )
+    why = (
+        f"Registry unreachable; started from its record of {cached['fetched_at']} "
+        f"({age:.0f}s old < max_staleness {limit}s)"
+    )
+    return CachedStart(record, age, why)
 
 
 def record_document(record: VersionRecord) -> dict[str, Any]:

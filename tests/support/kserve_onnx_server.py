@@ -1,10 +1,14 @@
-"""KServe's own ``ModelServer`` serving the directory ``trustload fetch`` wrote.
+"""KServe's own Python ``ModelServer`` serving an ONNX model with onnxruntime.
 
-Runs under ``.venv-kserve/bin/python``: ``kserve_onnx_server.py NAME MODEL_DIR PORT``.
-The predictor is a plain ``kserve.Model`` that loads ``MODEL_DIR/model.onnx`` with
-onnxruntime, as a KServe custom predictor reads ``/mnt/models``. KServe's REST server
-hard-codes host 0.0.0.0; tests listen on loopback only, so ``uvicorn.Config`` is given
-``host=127.0.0.1`` (nothing else of KServe is changed).
+One server for two users: the KServe end-to-end test (the directory ``trustload fetch``
+wrote, read as a KServe custom predictor reads ``/mnt/models``) and the bench baseline
+(``bench/serve.py``: a plain KServe server doing the same work per request as
+trustload). Runs under ``.venv-kserve/bin/python`` (``make kserve-venv``), not the
+project venv: ``kserve_onnx_server.py NAME MODEL PORT``, MODEL an ``.onnx`` file or a
+directory holding ``model.onnx``. Binary outputs are answered exactly when the request
+asks (``binary_data_output`` / ``binary_data``), as trustload does. KServe's REST
+server hard-codes host 0.0.0.0; everything here listens on loopback only, so
+``uvicorn.Config`` is given ``host=127.0.0.1`` (nothing else of KServe is changed).
 """
 
 from __future__ import annotations
@@ -30,14 +34,13 @@ import onnxruntime as ort  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer  # noqa: E402
 
 
-class FetchedOnnx(Model):  # type: ignore[misc]
-    def __init__(self, name: str, model_dir: Path) -> None:
+class OnnxPredictor(Model):  # type: ignore[misc]
+    def __init__(self, name: str, model: Path) -> None:
         super().__init__(name)
-        self.model_dir = model_dir
+        self.path = model / "model.onnx" if model.is_dir() else model
 
     def load(self) -> bool:
-        path = self.model_dir / "model.onnx"
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         self.ready = True
         return True
 
@@ -54,13 +57,14 @@ class FetchedOnnx(Model):  # type: ignore[misc]
             model_name=self.name,
             infer_outputs=outputs,
             use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
         )
 
 
 if __name__ == "__main__":
-    name, model_dir, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    name, model_path, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     sys.argv = sys.argv[:1]  # kserve parses sys.argv itself
-    model = FetchedOnnx(name, model_dir)
+    model = OnnxPredictor(name, model_path)
     model.load()
     ModelServer(http_port=port, enable_grpc=False, enable_latency_logging=False, workers=1).start(
         [model]

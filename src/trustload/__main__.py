@@ -1,0 +1,5 @@
+"""``python -m trustload ...``: the same as the ``trustload`` console script."""
+
+from trustload.cli.entry import main
+
+main()
