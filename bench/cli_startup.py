@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.interop import interop_dir  # noqa: E402
+
 DIGEST = "sha256:0489474da8ea22426ece86ace6c1c0026ab2fd3cdfbbd62b7e94650266c37d9a"
 
 
@@ -54,7 +58,7 @@ def main() -> None:
     ap.add_argument(
         "--interop",
         type=Path,
-        default=ROOT.parent.parent / "shared" / "interop" / "containers-image",
+        default=interop_dir() / "containers-image",
     )
     args = ap.parse_args()
     if not 1 <= args.rounds <= 1000:

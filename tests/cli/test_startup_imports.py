@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.support.interop import interop_dir
 
 SERVER_STACK = ("fastapi", "starlette", "uvicorn", "sqlalchemy")
 CLI_STACK = ("typer", "pydantic", "rich")
@@ -36,8 +37,7 @@ loaded = [m for m in watched if m in sys.modules]
 print(json.dumps({"code": code, "loaded": loaded, "out": out.getvalue()}))
 """
 
-ROOT = Path(__file__).resolve().parents[2]
-LAYOUT = ROOT.parent.parent / "shared" / "interop" / "containers-image"
+LAYOUT = interop_dir() / "containers-image"
 KEY_VALID = "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00"
 
 
@@ -79,7 +79,6 @@ def test_fast_commands_start_without_typer(command: str) -> None:
     assert bad["loaded"] == []
 
 
-@pytest.mark.skipif(not LAYOUT.is_dir(), reason=f"interop vectors not at {LAYOUT}")
 def test_verify_image_of_a_cosign_layout_loads_only_what_it_needs() -> None:
     ref = f"oci-layout:{LAYOUT / 'layouts' / 'key-valid'}@{KEY_VALID}"
     run = _run("verify-image", ref, "--key", str(LAYOUT / "trust" / "cosign.pub"))
