@@ -1,4 +1,4 @@
-"""Cold pull: ``trustload verify`` (download by digest + every check) vs curl + sha256sum.
+"""Cold pull: ``trustload verify`` (download by digest + every check) vs ``curl`` alone.
 
 A 1 GiB single-file model is published to a real Registry on 127.0.0.1 (mTLS + OIDC).
 Measured in the same run, over the same mTLS channel and the same blob:
@@ -6,9 +6,13 @@ Measured in the same run, over the same mTLS channel and the same blob:
 * trustload: ``trustload verify NAME@production --config gate.toml --json`` with an
   empty cache (download hashed while streaming, then signature, attestation, policy);
 * baseline:  ``curl`` of the blob with the gate's client certificate and a token,
-  written to disk, then ``sha256sum`` of the file (download, then hash).
+  written to disk, nothing else: no hash, no check. That is the floor a verifying
+  download can approach (it cannot beat the bytes arriving); the bytes curl wrote are
+  compared with the pinned digest *after* its clock stopped, so the baseline stays
+  honest without paying for a hash.
 
-Prints the ratio trustload / baseline (target <= 1.0). Usage:
+Prints the median of each and the ratio trustload / curl (target <= 1.1, issue 10,
+"One pass over the bytes"). Usage:
 ``python bench/pull.py [--size-mib 1024] [--rounds 3]``.
 """
 
@@ -149,10 +153,10 @@ def main() -> None:
                     ],
                     check=True,
                 )
+                base.append(time.perf_counter() - start)  # the clock stops before the check
                 got = subprocess.run(
                     ["sha256sum", str(out)], check=True, capture_output=True, text=True
                 ).stdout.split()[0]
-                base.append(time.perf_counter() - start)
                 assert got == hexdigest, "curl fetched different bytes"
                 out.unlink()
 
@@ -170,10 +174,10 @@ def main() -> None:
         print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
         print(f"model size                 : {args.size_mib} MiB")
         print(f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {runs(ours)})")
-        print(f"curl + sha256sum (baseline): {t_base:.2f} s  (runs: {runs(base)})")
+        print(f"curl alone (baseline)      : {t_base:.2f} s  (runs: {runs(base)})")
         pairs = [o / b for o, b in zip(ours, base, strict=True)]
         print(f"per-round ratios           : {runs(pairs)}")
-        print(f"ratio trustload / baseline : {t_ours / t_base:.2f}  (medians; target <= 1.0)")
+        print(f"ratio cold verify / curl   : {t_ours / t_base:.2f}  (medians; target <= 1.1)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
