@@ -16,8 +16,11 @@ Trust boundary (why a fact may stand in for reading the file):
 * It names the file it describes and that file's identity right after the atomic
   rename (device, inode, size, mtime and ctime, see :class:`FileIdentity`). A check
   uses it only while ``lstat`` of that path still shows the same identity: a swap
-  (rename, new inode) or an in-place write (mtime/ctime move) in between makes the
-  check read and hash the bytes again, as without the fact.
+  (rename, new inode), a ``chmod`` (the blob is 0444, so writing it needs one) or an
+  in-place write in between makes the check read and hash the bytes again, as without
+  the fact. This is defence in depth, not the guarantee: kernels before Linux 6.13
+  (no multigrain timestamps) may give a write within the same clock tick the same
+  timestamps.
 * A fact is never trusted over a signature: its shard digests are compared with the
   signed ones exactly as freshly hashed ones would be, so a wrong fact can only deny.
 * What a runtime finally loads is hashed again while it is read into memory
