@@ -153,17 +153,23 @@ def test_truncated_connection_every_time_is_unavailable_and_kept_for_resume(
     assert blob_requests(srv)[-1].get("Range") == "bytes=100000-"
 
 
-def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cache):
+def cut_once(cut: int, *, ranges: bool = True):  # type: ignore[no-untyped-def]
+    """A handler whose first answer breaks off after ``cut`` bytes; later ones are whole
+    (honouring ``Range`` unless ``ranges`` is False)."""
     calls = {"n": 0}
 
     def flaky(h: Handler) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
-            h.send_truncated(DATA, 120_000)
+            h.send_truncated(DATA, cut)
         else:
-            h.send_blob(DATA)
+            h.send_blob(DATA, ranges=ranges)
 
-    srv = tls_server(routes=[(BLOB, flaky)])
+    return flaky
+
+
+def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cache):
+    srv = tls_server(routes=[(BLOB, cut_once(120_000))])
     with client_for(client_cfg(srv.url)) as client:
         res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert res.path.read_bytes() == DATA
@@ -172,16 +178,7 @@ def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cach
 
 
 def test_server_ignoring_range_restarts_from_zero(tls_server, client_cfg, cache):
-    calls = {"n": 0}
-
-    def flaky(h: Handler) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            h.send_truncated(DATA, 70_000)
-        else:
-            h.send_blob(DATA, ranges=False)
-
-    srv = tls_server(routes=[(BLOB, flaky)])
+    srv = tls_server(routes=[(BLOB, cut_once(70_000, ranges=False))])
     with client_for(client_cfg(srv.url)) as client:
         res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert res.path.read_bytes() == DATA
@@ -354,16 +351,7 @@ def test_download_hands_on_the_shard_digests_of_the_bytes_written(
 def test_resumed_download_digests_cover_prefix_and_rest(tls_server, client_cfg, shard_cache, cut):
     """Cut mid-shard or on a boundary: the prefix kept on disk is re-read into the
     same digests, the rest streams in, and the shards are still the reference ones."""
-    calls = {"n": 0}
-
-    def flaky(h: Handler) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            h.send_truncated(DATA, cut)
-        else:
-            h.send_blob(DATA)
-
-    srv = tls_server(routes=[(BLOB, flaky)])
+    srv = tls_server(routes=[(BLOB, cut_once(cut))])
     with client_for(client_cfg(srv.url)) as client:
         res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert [h.get("Range") for h in blob_requests(srv)] == [None, f"bytes={cut}-"]
@@ -371,16 +359,7 @@ def test_resumed_download_digests_cover_prefix_and_rest(tls_server, client_cfg, 
 
 
 def test_restart_from_zero_resets_the_shard_digests(tls_server, client_cfg, shard_cache):
-    calls = {"n": 0}
-
-    def flaky(h: Handler) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            h.send_truncated(DATA, 70_000)
-        else:
-            h.send_blob(DATA, ranges=False)
-
-    srv = tls_server(routes=[(BLOB, flaky)])
+    srv = tls_server(routes=[(BLOB, cut_once(70_000, ranges=False))])
     with client_for(client_cfg(srv.url)) as client:
         res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert_fact_is_of(res, DATA)
