@@ -82,6 +82,53 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
+class _Sink:
+    """Where a download's bytes go: the file, the digest :class:`Pipeline`, and disk.
+
+    The blob is fsync'd before it is renamed into place; for a large model that final
+    fsync used to write the whole file to disk after the last byte arrived (the kernel
+    starts writeback on its own only past ``dirty_background_ratio``). A flusher thread
+    ``fdatasync``s every :data:`FLUSH_EVERY` bytes instead, so the disk works while the
+    network does and the final fsync only has the tail left. Its errors are ignored:
+    the final fsync reports them. ``close()`` joins both threads (idempotent).
+    """
+
+    FLUSH_EVERY = 64 * 1024 * 1024
+
+    def __init__(self, fd: int, dig: Digester) -> None:
+        self.fd = fd
+        self.pipeline = Pipeline(dig)
+        self._unflushed = 0
+        self._flush, self._stop = threading.Event(), False
+        self._flusher: threading.Thread | None = threading.Thread(target=self._run, daemon=True)
+        self._flusher.start()
+
+    def _run(self) -> None:
+        while True:
+            self._flush.wait()
+            if self._stop:
+                return
+            self._flush.clear()
+            with contextlib.suppress(OSError):
+                os.fdatasync(self.fd)
+
+    def put(self, chunk: memoryview) -> None:
+        _write_all(self.fd, chunk)
+        self.pipeline.feed(chunk)
+        self._unflushed += len(chunk)
+        if self._unflushed >= self.FLUSH_EVERY:
+            self._unflushed = 0
+            self._flush.set()
+
+    def close(self) -> None:
+        if self._flusher is not None:  # joined before the caller truncates or closes fd
+            self._stop = True
+            self._flush.set()
+            self._flusher.join()
+            self._flusher = None
+        self.pipeline.close()
+
+
 @dataclass
 class _Partial:
     """The verified-so-far prefix of a download: its length and running digests."""
@@ -344,7 +391,7 @@ class BlobCache:
                         return
 
             threading.Thread(target=watchdog, daemon=True).start()
-            hasher = Pipeline(state.dig)
+            sink = _Sink(fd, state.dig)
             try:
                 for chunk in resp.iter_raw(buffers=Pipeline.BUFFERS):
                     n = len(chunk)
@@ -354,11 +401,10 @@ class BlobCache:
                             f"registry sent more than the {cap} bytes recorded for "
                             f"sha256:{hexdigest[:16]}..."
                         )
-                    _write_all(fd, chunk)
-                    hasher.feed(chunk)
+                    sink.put(chunk)
                     state.have += n
                     advance(n)
-                hasher.close()
+                sink.close()
             except TrustloadError:
                 raise
             except Exception as exc:  # httpx/OS errors become RegistryError
@@ -370,7 +416,7 @@ class BlobCache:
                 raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message) from exc
             finally:
                 done.set()
-                hasher.close()  # idempotent: state.dig now covers exactly state.have bytes
+                sink.close()  # idempotent: state.dig now covers exactly state.have bytes
             if tripped.is_set():
                 raise floor.error()
 
