@@ -248,13 +248,16 @@ class Pipeline:
 def digest_fd(digester: Digester, fd: int, length: int) -> int:
     """Feed the first ``length`` bytes of ``fd`` through ``digester`` (pipelined when
     there is a second digest to compute); returns the bytes read."""
-    buffers = [memoryview(bytearray(READ_CHUNK)) for _ in range(Pipeline.BUFFERS)]
     pipeline = Pipeline(digester) if length > READ_CHUNK else None
+    size = max(1, min(READ_CHUNK, length))
+    buffers: list[memoryview] = []  # allocated as first needed (a small file needs one)
     offset, turn = 0, 0
     try:
         while offset < length:
+            if turn == len(buffers):
+                buffers.append(memoryview(bytearray(size)))
             view = buffers[turn]
-            turn = (turn + 1) % len(buffers)
+            turn = (turn + 1) % Pipeline.BUFFERS
             n = os.preadv(fd, [view[: min(READ_CHUNK, length - offset)]], offset)
             if n == 0:
                 break
