@@ -160,6 +160,7 @@ def main() -> None:
                 assert got == hexdigest, "curl fetched different bytes"
                 out.unlink()
 
+            load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             for i in range(args.rounds):
                 # Alternate which goes first, so neither always gets the warmer machine.
                 if i % 2 == 0:
@@ -173,6 +174,10 @@ def main() -> None:
         steps = ", ".join(f"{c['name']} {c['ms']:.0f}" for c in decision["checks"])  # type: ignore[index, union-attr]
         print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
         print(f"model size                 : {args.size_mib} MiB")
+        # Both sides share the machine's cores with the Registry (and whatever else runs):
+        # a loaded machine hurts the side that needs more CPU (two SHA-256 passes) most.
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"load average (1/5/15 min)  : {load} (before the runs: {load_before})")
         print(f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {runs(ours)})")
         print(f"curl alone (baseline)      : {t_base:.2f} s  (runs: {runs(base)})")
         pairs = [o / b for o, b in zip(ours, base, strict=True)]
