@@ -1,4 +1,4 @@
-"""Cold pull: ``trustload verify`` (download by digest + every check) vs curl + sha256sum.
+"""Cold pull: ``trustload verify`` (download by digest + every check) vs ``curl`` alone.
 
 A 1 GiB single-file model is published to a real Registry on 127.0.0.1 (mTLS + OIDC).
 Measured in the same run, over the same mTLS channel and the same blob:
@@ -6,9 +6,13 @@ Measured in the same run, over the same mTLS channel and the same blob:
 * trustload: ``trustload verify NAME@production --config gate.toml --json`` with an
   empty cache (download hashed while streaming, then signature, attestation, policy);
 * baseline:  ``curl`` of the blob with the gate's client certificate and a token,
-  written to disk, then ``sha256sum`` of the file (download, then hash).
+  written to disk, nothing else: no hash, no check. That is the floor a verifying
+  download can approach (it cannot beat the bytes arriving); the bytes curl wrote are
+  compared with the pinned digest *after* its clock stopped, so the baseline stays
+  honest without paying for a hash.
 
-Prints the ratio trustload / baseline (target <= 1.0). Usage:
+Prints the median of each and the ratio trustload / curl (target <= 1.1, issue 10,
+"One pass over the bytes"). Usage:
 ``python bench/pull.py [--size-mib 1024] [--rounds 3]``.
 """
 
@@ -149,13 +153,14 @@ def main() -> None:
                     ],
                     check=True,
                 )
+                base.append(time.perf_counter() - start)  # the clock stops before the check
                 got = subprocess.run(
                     ["sha256sum", str(out)], check=True, capture_output=True, text=True
                 ).stdout.split()[0]
-                base.append(time.perf_counter() - start)
                 assert got == hexdigest, "curl fetched different bytes"
                 out.unlink()
 
+            load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             for i in range(args.rounds):
                 # Alternate which goes first, so neither always gets the warmer machine.
                 if i % 2 == 0:
@@ -169,11 +174,15 @@ def main() -> None:
         steps = ", ".join(f"{c['name']} {c['ms']:.0f}" for c in decision["checks"])  # type: ignore[index, union-attr]
         print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
         print(f"model size                 : {args.size_mib} MiB")
+        # Both sides share the machine's cores with the Registry (and whatever else runs):
+        # a loaded machine hurts the side that needs more CPU (two SHA-256 passes) most.
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"load average (1/5/15 min)  : {load} (before the runs: {load_before})")
         print(f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {runs(ours)})")
-        print(f"curl + sha256sum (baseline): {t_base:.2f} s  (runs: {runs(base)})")
+        print(f"curl alone (baseline)      : {t_base:.2f} s  (runs: {runs(base)})")
         pairs = [o / b for o, b in zip(ours, base, strict=True)]
         print(f"per-round ratios           : {runs(pairs)}")
-        print(f"ratio trustload / baseline : {t_ours / t_base:.2f}  (medians; target <= 1.0)")
+        print(f"ratio cold verify / curl   : {t_ours / t_base:.2f}  (medians; target <= 1.1)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

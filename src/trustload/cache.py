@@ -6,7 +6,10 @@ Why it looks like this:
   appears under its final name before its bytes hashed to that name (temp file in the
   same directory, fsync, constant-time compare, atomic rename, fsync of the directory).
 * **One pass.** A download is hashed while it streams to disk, so a cold pull costs one
-  read of the network and no second read of the disk.
+  read of the network and no second read of the disk. The same pass computes the shard
+  digests a model signature needs (:mod:`trustload.streamhash`), and a
+  :class:`BlobResult` hands them on as an in-memory fact, so the checks do not read the
+  file again. Every source that streams through :meth:`BlobCache.ensure` gets them.
 * **Bounded.** Bytes beyond the recorded size are refused as they arrive; an answer
   that ends cleanly but short is the wrong content (DIGEST_MISMATCH); a connection that
   breaks mid-body is resumed with ``Range`` a bounded number of times, then
@@ -23,23 +26,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
-import queue
 import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trustload.decision import ReasonCode
-from trustload.digests import READ_CHUNK, digests_equal, parse_digest
+from trustload.digests import digests_equal, parse_digest
 from trustload.errors import RegistryError, TrustloadError
 from trustload.fsutil import fsync_dir
 from trustload.identifiers import parse_decimal
+from trustload.streamhash import Digester, KnownDigests, Pipeline, digest_fd, planned_shard_size
 
 if TYPE_CHECKING:
     from trustload.client.api import RegistryClient
@@ -65,19 +67,12 @@ class BlobResult:
     evicted: bool  # a cached copy failed re-verification and was replaced
     resumed_from: int = 0  # bytes already on disk when the download (re)started
     hashed: bool = True  # False: a cached copy handed on unhashed (``reverify=False``)
+    known: KnownDigests | None = None  # digests of these bytes, computed as they were hashed
 
 
-def _hash_fd_into(h: Any, fd: int, length: int) -> None:
-    """Feed the first ``length`` bytes of ``fd`` into the running hash ``h``."""
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    offset = 0
-    while offset < length:
-        n = os.preadv(fd, [view[: min(READ_CHUNK, length - offset)]], offset)
-        if n == 0:
-            break
-        h.update(view[:n])
-        offset += n
+def facts_of(results: Iterable[BlobResult]) -> tuple[KnownDigests, ...]:
+    """The in-memory digest facts of ``results``, for a :class:`ModelLayout` over them."""
+    return tuple(r.known for r in results if r.known is not None)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -87,54 +82,59 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-class _PipelinedHash:
-    """Hash on a second thread while this one decrypts TLS and writes the file.
+class _Sink:
+    """Where a download's bytes go: the file, the digest :class:`Pipeline`, and disk.
 
-    A cold pull is CPU-bound on the client (TLS decryption, SHA-256, page-cache
-    writes); ``hashlib`` and ``SSL_read`` both release the GIL, so hashing chunk *k*
-    while reading chunk *k+1* uses the second core. At most ``DEPTH`` chunks wait, and
-    the reader rotates ``DEPTH + 2`` buffers, so no buffer is reused while queued or
-    being hashed. ``close()`` joins: afterwards ``h`` covers every fed byte.
+    The blob is fsync'd before it is renamed into place; for a large model that final
+    fsync used to write the whole file to disk after the last byte arrived (the kernel
+    starts writeback on its own only past ``dirty_background_ratio``). A flusher thread
+    ``fdatasync``s every :data:`FLUSH_EVERY` bytes instead, so the disk works while the
+    network does and the final fsync only has the tail left. Its errors are ignored:
+    the final fsync reports them. ``close()`` joins both threads (idempotent).
     """
 
-    DEPTH = 6
+    FLUSH_EVERY = 64 * 1024 * 1024
 
-    def __init__(self, h: Any) -> None:
-        self.h = h
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[memoryview | bytes | None] = queue.Queue(maxsize=self.DEPTH)
-        self._thread: threading.Thread | None = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+    def __init__(self, fd: int, dig: Digester) -> None:
+        self.fd = fd
+        self.pipeline = Pipeline(dig)
+        self._unflushed = 0
+        self._flush, self._stop = threading.Event(), False
+        self._flusher: threading.Thread | None = threading.Thread(target=self._run, daemon=True)
+        self._flusher.start()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            self._flush.wait()
+            if self._stop:
                 return
-            if self.error is None:
-                try:
-                    self.h.update(item)
-                except BaseException as exc:  # keep draining so the reader never blocks
-                    self.error = exc
+            self._flush.clear()
+            with contextlib.suppress(OSError):
+                os.fdatasync(self.fd)
 
-    def feed(self, chunk: memoryview | bytes) -> None:
-        self._queue.put(chunk)
+    def put(self, chunk: memoryview) -> None:
+        _write_all(self.fd, chunk)
+        self.pipeline.feed(chunk)
+        self._unflushed += len(chunk)
+        if self._unflushed >= self.FLUSH_EVERY:
+            self._unflushed = 0
+            self._flush.set()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        if self.error is not None:
-            raise RuntimeError(f"hashing failed: {self.error}") from self.error
+        if self._flusher is not None:  # joined before the caller truncates or closes fd
+            self._stop = True
+            self._flush.set()
+            self._flusher.join()
+            self._flusher = None
+        self.pipeline.close()
 
 
 @dataclass
 class _Partial:
-    """The verified-so-far prefix of a download: its length and running hash."""
+    """The verified-so-far prefix of a download: its length and running digests."""
 
     have: int
-    h: Any
+    dig: Digester
 
 
 class BlobCache:
@@ -146,8 +146,12 @@ class BlobCache:
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         progress: bool | None = None,
+        shard_plan: Callable[[int | None], int | None] = planned_shard_size,
     ) -> None:
+        """``shard_plan`` maps a recorded size to the shard size whose digests a
+        download of that size computes as it streams (None: whole-file SHA-256 only)."""
         self.root = root
+        self.shard_plan = shard_plan
         self.blobs = root / "blobs" / "sha256"
         self.locks = root / "locks"
         self.lock_timeout = lock_timeout
@@ -181,25 +185,29 @@ class BlobCache:
             os.close(fd)  # closing releases the flock
 
     # ------------------------------------------------------------ verification
-    def verify_cached(self, digest: str, size: int | None) -> bool:
-        """Hash the cached copy again; True iff it is exactly the pinned bytes."""
+    def verify_cached(self, digest: str, size: int | None) -> KnownDigests | None:
+        """Hash the cached copy again; its digests iff it is exactly the pinned bytes.
+
+        The shard digests are computed in the same read (see :mod:`trustload.streamhash`).
+        """
         path = self.path_for(digest)
         try:
             # O_NONBLOCK: a FIFO planted under the blob's name must not block the gate.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-        except FileNotFoundError:
-            return False
         except OSError:
-            return False
+            return None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return False
+                return None
             if size is not None and st.st_size != size:
-                return False
-            h = hashlib.sha256()
-            _hash_fd_into(h, fd, st.st_size)
-            return digests_equal(h.hexdigest(), parse_digest(digest))
+                return None
+            dig = Digester(self.shard_plan(size))
+            if digest_fd(dig, fd, st.st_size) != st.st_size:
+                return None
+            if not digests_equal(dig.hexdigest(), parse_digest(digest)):
+                return None
+            return dig.fact(path, os.fstat(fd))
         finally:
             os.close(fd)
 
@@ -250,21 +258,22 @@ class BlobCache:
             if not reverify and size is not None and self._plausible(final, size):
                 return BlobResult(final, digest, size, False, False, hashed=False)
             if final.exists():
-                if self.verify_cached(digest, size):
-                    return BlobResult(final, digest, final.stat().st_size, False, False)
+                known = self.verify_cached(digest, size)
+                if known is not None:
+                    return BlobResult(final, digest, known.size, False, False, known=known)
                 self.evict(digest)  # tampered or rotten: fetch again, once
                 evicted = True
             part = final.with_name(f".{hexdigest}.partial")
             had_partial = part.exists()
             try:
-                written, resumed = self._download(client, hexdigest, size, cap, final, label)
+                known, resumed = self._download(client, hexdigest, size, cap, final, label)
             except CacheDigestError:
                 if not had_partial:
                     raise
                 # The prefix left by an earlier run may be what was wrong (the partial
                 # was removed on the mismatch): fetch from byte 0, once.
-                written, resumed = self._download(client, hexdigest, size, cap, final, label)
-            return BlobResult(final, digest, written, True, evicted, resumed)
+                known, resumed = self._download(client, hexdigest, size, cap, final, label)
+            return BlobResult(final, digest, known.size, True, evicted, resumed, known=known)
 
     def _download(
         self,
@@ -274,7 +283,7 @@ class BlobCache:
         cap: int,
         final: Path,
         label: str,
-    ) -> tuple[int, int]:
+    ) -> tuple[KnownDigests, int]:
         part = final.with_name(f".{hexdigest}.partial")
         fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         keep_partial = False
@@ -283,9 +292,9 @@ class BlobCache:
             if have > cap:
                 os.ftruncate(fd, 0)
                 have = 0
-            state = _Partial(have, hashlib.sha256())
+            state = _Partial(have, Digester(self.shard_plan(size)))
             if have:
-                _hash_fd_into(state.h, fd, have)
+                digest_fd(state.dig, fd, have)
             resumed_from = have
             attempts = 1 + max(0, client.cfg.retries)
             with self._progress(label or hexdigest[:12], size, have) as advance:
@@ -306,22 +315,23 @@ class BlobCache:
                             keep_partial = True  # a later run resumes it with Range
                             raise
                         client.transport.backoff(attempt)
-            have, h = state.have, state.h
+            have, dig = state.have, state.dig
             if size is not None and have != size:
                 raise CacheDigestError(
                     f"registry sent {have} bytes of {label or 'blob'} {hexdigest[:16]}, "
                     f"the record says {size}"
                 )
             os.fsync(fd)
-            if not digests_equal(h.hexdigest(), hexdigest):
+            if not digests_equal(dig.hexdigest(), hexdigest):
                 raise CacheDigestError(
-                    f"downloaded {label or 'blob'} hashes to sha256:{h.hexdigest()[:16]}..., "
+                    f"downloaded {label or 'blob'} hashes to sha256:{dig.hexdigest()[:16]}..., "
                     f"pinned sha256:{hexdigest[:16]}..."
                 )
             os.chmod(part, 0o444)
             os.replace(part, final)
             fsync_dir(final.parent)
-            return have, resumed_from
+            # The fact names the file's identity after the rename (which moves ctime).
+            return dig.fact(final, os.fstat(fd)), resumed_from
         except BaseException:
             if not keep_partial:
                 with contextlib.suppress(FileNotFoundError):
@@ -350,7 +360,7 @@ class BlobCache:
             if state.have and resp.status_code != 206:
                 # The server ignored Range: start over from byte 0.
                 os.ftruncate(fd, 0)
-                state.have, state.h = 0, hashlib.sha256()
+                state.have, state.dig = 0, Digester(state.dig.shard_size)
             elif state.have:
                 content_range = resp.headers.get("content-range") or ""
                 if not content_range.startswith(f"bytes {state.have}-"):
@@ -364,7 +374,6 @@ class BlobCache:
                     f"sha256:{hexdigest[:16]}..., more than the {cap} recorded/allowed"
                 )
             os.lseek(fd, state.have, os.SEEK_SET)
-            h = state.h
             floor = RateFloor(client.cfg.min_download_rate, client.cfg.slow_grace, str(resp.url))
             # A blocked read only returns when its buffer is full, so a drip-feed is
             # watched from beside: cut the connection once even the bytes that could be
@@ -382,9 +391,9 @@ class BlobCache:
                         return
 
             threading.Thread(target=watchdog, daemon=True).start()
-            hasher = _PipelinedHash(h)
+            sink = _Sink(fd, state.dig)
             try:
-                for chunk in resp.iter_raw(buffers=_PipelinedHash.DEPTH + 2):
+                for chunk in resp.iter_raw(buffers=Pipeline.BUFFERS):
                     n = len(chunk)
                     floor.update(n)
                     if state.have + n > cap:
@@ -392,11 +401,10 @@ class BlobCache:
                             f"registry sent more than the {cap} bytes recorded for "
                             f"sha256:{hexdigest[:16]}..."
                         )
-                    _write_all(fd, chunk)
-                    hasher.feed(chunk)
+                    sink.put(chunk)
                     state.have += n
                     advance(n)
-                hasher.close()
+                sink.close()
             except TrustloadError:
                 raise
             except Exception as exc:  # httpx/OS errors become RegistryError
@@ -408,7 +416,7 @@ class BlobCache:
                 raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, err.message) from exc
             finally:
                 done.set()
-                hasher.close()  # idempotent: state.h now covers exactly state.have bytes
+                sink.close()  # idempotent: state.dig now covers exactly state.have bytes
             if tripped.is_set():
                 raise floor.error()
 

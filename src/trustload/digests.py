@@ -25,10 +25,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from trustload.decision import ReasonCode
 from trustload.errors import FormatError, UsageError
 from trustload.identifiers import Kind
+
+if TYPE_CHECKING:
+    from trustload.streamhash import KnownDigests
 
 MANIFEST_MEDIA_TYPE = "application/vnd.trustload.model.manifest.v1+json"
 READ_CHUNK = 4 * 1024 * 1024
@@ -224,6 +228,9 @@ class ModelLayout:
     name: str  # the file name, or the directory's name, or the digest
     files: tuple[tuple[str, Path], ...]  # (relative POSIX path, where its bytes are), sorted
     digest: str | None = None  # kind "digest" only: ``sha256:<hex>``, lower case
+    known: tuple[KnownDigests, ...] = ()
+    """Digests the cache computed while it wrote these files (:mod:`trustload.streamhash`):
+    the checks use them instead of reading a file again, while they still describe it."""
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> ModelLayout:

@@ -407,16 +407,22 @@ def _carried_signature(facts: GateFacts, held: Verified) -> _Measured:
 def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
     """Signature (always) and the artifact digest (pin and attestation subject).
 
-    The signature check hashes the files; its digests are reused when they cover the
-    layout. A large single file is signed in shard mode (no whole-file SHA-256), so it
-    is measured concurrently instead of afterwards (~1x hash time on 2 cores, not 1.5x).
+    Files the cache has just downloaded carry the digests computed in that one pass
+    (``layout.known``), which stand in for measuring them. Otherwise the signature check
+    hashes the files; its digests are reused when they cover the layout. A large single
+    file is signed in shard mode (no whole-file SHA-256), so it is measured concurrently
+    instead of afterwards (~1x hash time on 2 cores, not 1.5x).
     """
     from trustload.checks.signature import check_model_signature
+    from trustload.streamhash import known_entries
 
     if facts.verified is not None:
         return _carried_signature(facts, facts.verified)
+
     record = facts.record
-    early = _start_measure(facts.layout) if need_digest else None
+    # Files the cache hashed while writing them come with their digests (one pass).
+    known = known_entries(facts.layout)
+    early = _start_measure(facts.layout) if need_digest and known is None else None
     outcome: list[Any] = []
 
     def run_signature() -> CheckResult:
@@ -435,7 +441,8 @@ def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
         if error is not None and record is None:
             checks.append(CheckResult.failed("measure", ReasonCode.DIGEST_MISMATCH, error))
     else:
-        measured = digest_from_entries(facts.layout, outcome[0].files if sig_check.ok else None)
+        signed = outcome[0].files if sig_check.ok else None
+        measured = digest_from_entries(facts.layout, known or signed)
     if measured is None and need_digest and early is None:
         from trustload.digests import measure_layout
 

@@ -250,6 +250,8 @@ def fetch_model(
     and a mismatch there sends the gate back here with ``quick=False``. That saves a
     whole pass over a large model on every warm start and refresh.
     """
+    from trustload.cache import facts_of
+
     total = sum(f.size for f in record.files)
     if total > max_bytes:
         raise TrustloadError(
@@ -268,7 +270,7 @@ def fetch_model(
     if record.kind == "file":
         entry = record.files[0]
         where = get(record.artifact_digest, record.artifact_size, max_bytes, entry.path, True)
-        layout = ModelLayout("file", entry.path, ((entry.path, where),))
+        layout = ModelLayout("file", entry.path, ((entry.path, where),), known=facts_of(results))
     else:
         manifest_path = get(record.artifact_digest, None, MAX_MANIFEST_BYTES, "manifest")
         listed = parse_manifest(manifest_path.read_bytes())
@@ -284,7 +286,7 @@ def fetch_model(
                     get(f"sha256:{entry.sha256}", entry.size, max_bytes, entry.path, True),
                 )
             )
-        layout = ModelLayout("directory", record.name, tuple(paths))
+        layout = ModelLayout("directory", record.name, tuple(paths), known=facts_of(results))
 
     def evidence(digest: str | None, label: str) -> bytes | None:
         if digest is None:

@@ -30,10 +30,9 @@ from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
 from trustload.formats.oms import Resource, build_statement
 from trustload.formats.slsa import SLSA_V1, build_predicate, sha256_hex_of
 from trustload.fsutil import atomic_write_bytes
+from trustload.streamhash import SHARD_SIZE, SHARD_THRESHOLD, shard_ranges
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-SHARD_THRESHOLD = 256 * 1024 * 1024
-SHARD_SIZE = 64 * 1024 * 1024
 
 
 def _dsse_envelope(key: PrivateKey, payload: bytes) -> dict[str, object]:
@@ -62,7 +61,7 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
             size = os.fstat(fd).st_size
             if size <= SHARD_THRESHOLD:
                 return "files", [Resource(".", None, None, sha256_fd(fd))], None
-            ranges = [(s, min(s + SHARD_SIZE, size)) for s in range(0, size, SHARD_SIZE)]
+            ranges = shard_ranges(size, SHARD_SIZE)
             with ThreadPoolExecutor(max_workers=min(workers(), len(ranges))) as pool:
                 digests = list(pool.map(lambda r: sha256_fd(fd, r[0], r[1]), ranges))
             return (

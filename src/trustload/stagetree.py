@@ -4,7 +4,8 @@ Why it is built this way (``trustload fetch``, the KServe storage initializer):
 
 * **The bytes served are the inodes hashed.** The gate downloads into a private cache at
   ``DEST/.trustload-tmp/cache`` (same filesystem as ``DEST``); every blob is hashed while
-  it streams to disk and the engine hashes it again before the decision. Staging then
+  it streams to disk, and the engine decides on the digests of that same pass (whole
+  file and signature shards, :mod:`trustload.streamhash`). Staging then
   *hard-links* each verified blob into the tree: no byte is read or copied after the
   check, so there is nothing to swap between check and use, and a model larger than RAM
   (or than twice the free disk) costs one download. The cache is fresh for every run

@@ -10,16 +10,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.attacks.helpers import (
     Arena,
     Gate,
     assert_cache_verified,
+    assert_decision_denied,
     assert_denied,
     assert_load_refused,
     cache_path,
 )
 from tests.attacks.hostile import Mitm
 from tests.crypto.helpers import envelope_json, load_key
+from trustload.cache import BlobCache, BlobResult
 from trustload.decision import ReasonCode
 from trustload.errors import TrustloadError
 from trustload.formats.oms import Resource, build_statement
@@ -102,6 +106,45 @@ def test_files_cache_swapped_between_verification_and_load(arena: Arena, gate: G
     swap.write_bytes(os.urandom(target.stat().st_size))
     os.replace(swap, target)
     assert_load_refused(load(result), ReasonCode.DIGEST_MISMATCH)
+
+
+def test_files_cache_written_right_after_download(
+    arena: Arena, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who can write the gate's cache changes a model blob in place right after
+    its download, while the gate holds the digests of the bytes that arrived (one pass:
+    the checks do not read the file again). The blob no longer has the identity those
+    digests were recorded for, so its bytes are hashed and judged; the next start evicts
+    and fetches it again.
+
+    Attack: files / cache written between download and checks
+    """
+    name = arena.good()
+    real = BlobCache.ensure
+
+    def ensure_then_tamper(self: BlobCache, *args: Any, **kw: Any) -> BlobResult:
+        res = real(self, *args, **kw)
+        if res.fetched and kw.get("label") == "model.onnx":
+            os.chmod(res.path, 0o644)
+            data = bytearray(res.path.read_bytes())
+            data[len(data) // 2] ^= 1
+            with res.path.open("r+b") as fh:  # same inode, same size
+                fh.write(bytes(data))
+        return res
+
+    monkeypatch.setattr(BlobCache, "ensure", ensure_then_tamper)
+    result = gate.run(f"{name}@production")
+    assert_decision_denied(
+        result.decision,
+        ReasonCode.DIGEST_MISMATCH,
+        ReasonCode.SIGNATURE_INVALID,
+        ReasonCode.ATTESTATION_SUBJECT_MISMATCH,
+    )
+    assert result.layout is None
+    monkeypatch.setattr(BlobCache, "ensure", real)
+    again = gate.run(f"{name}@production")
+    assert again.decision.permitted, again.decision.to_json()
+    assert_cache_verified(gate.cache_dir)
 
 
 def test_files_cache_poisoned_before_start_is_evicted(arena: Arena, gate: Gate) -> None:

@@ -153,17 +153,23 @@ def test_truncated_connection_every_time_is_unavailable_and_kept_for_resume(
     assert blob_requests(srv)[-1].get("Range") == "bytes=100000-"
 
 
-def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cache):
+def cut_once(cut: int, *, ranges: bool = True):  # type: ignore[no-untyped-def]
+    """A handler whose first answer breaks off after ``cut`` bytes; later ones are whole
+    (honouring ``Range`` unless ``ranges`` is False)."""
     calls = {"n": 0}
 
     def flaky(h: Handler) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
-            h.send_truncated(DATA, 120_000)
+            h.send_truncated(DATA, cut)
         else:
-            h.send_blob(DATA)
+            h.send_blob(DATA, ranges=ranges)
 
-    srv = tls_server(routes=[(BLOB, flaky)])
+    return flaky
+
+
+def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cache):
+    srv = tls_server(routes=[(BLOB, cut_once(120_000))])
     with client_for(client_cfg(srv.url)) as client:
         res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert res.path.read_bytes() == DATA
@@ -172,16 +178,7 @@ def test_interrupted_download_is_resumed_with_range(tls_server, client_cfg, cach
 
 
 def test_server_ignoring_range_restarts_from_zero(tls_server, client_cfg, cache):
-    calls = {"n": 0}
-
-    def flaky(h: Handler) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            h.send_truncated(DATA, 70_000)
-        else:
-            h.send_blob(DATA, ranges=False)
-
-    srv = tls_server(routes=[(BLOB, flaky)])
+    srv = tls_server(routes=[(BLOB, cut_once(70_000, ranges=False))])
     with client_for(client_cfg(srv.url)) as client:
         res = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
     assert res.path.read_bytes() == DATA
@@ -309,3 +306,77 @@ def test_quick_path_hands_on_same_size_copies_and_refetches_wrong_sizes(
         again = cache.ensure(client, DIGEST, len(DATA), limit=LIMIT, reverify=False)
         assert again.evicted and again.fetched and again.path.read_bytes() == DATA
     assert len(blob_requests(srv)) == 2
+
+
+# ------------------------------------------------- digests computed in the same pass
+SHARD = 64 * 1024  # DATA is 300 000 bytes: four whole shards and a partial one
+
+
+def reference_shards(data: bytes) -> tuple[str, ...]:
+    return tuple(
+        hashlib.sha256(data[s : s + SHARD]).hexdigest() for s in range(0, len(data), SHARD)
+    )
+
+
+@pytest.fixture
+def shard_cache(tmp_path: Path) -> BlobCache:
+    return BlobCache(tmp_path / "cache", progress=False, shard_plan=lambda size: SHARD)
+
+
+def assert_fact_is_of(res, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    assert res.known is not None and res.known.describes(res.path)
+    assert res.known.path == res.path and res.known.size == len(data)
+    assert res.known.sha256 == hashlib.sha256(data).hexdigest()
+    assert res.known.shards == reference_shards(data)
+
+
+def test_download_hands_on_the_shard_digests_of_the_bytes_written(
+    tls_server, client_cfg, shard_cache
+):
+    srv = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    with client_for(client_cfg(srv.url)) as client:
+        res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+        assert res.fetched
+        assert_fact_is_of(res, DATA)
+        # A re-verified cached copy: the same digests, from the one read that checks it.
+        again = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+        assert not again.fetched
+        assert_fact_is_of(again, DATA)
+        # Handed on unhashed (quick path): no fact, the caller hashes those bytes.
+        quick = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT, reverify=False)
+        assert not quick.hashed and quick.known is None
+
+
+@pytest.mark.parametrize("cut", [SHARD - 1, SHARD, 2 * SHARD + 1, 120_000])
+def test_resumed_download_digests_cover_prefix_and_rest(tls_server, client_cfg, shard_cache, cut):
+    """Cut mid-shard or on a boundary: the prefix kept on disk is re-read into the
+    same digests, the rest streams in, and the shards are still the reference ones."""
+    srv = tls_server(routes=[(BLOB, cut_once(cut))])
+    with client_for(client_cfg(srv.url)) as client:
+        res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert [h.get("Range") for h in blob_requests(srv)] == [None, f"bytes={cut}-"]
+    assert_fact_is_of(res, DATA)
+
+
+def test_restart_from_zero_resets_the_shard_digests(tls_server, client_cfg, shard_cache):
+    srv = tls_server(routes=[(BLOB, cut_once(70_000, ranges=False))])
+    with client_for(client_cfg(srv.url)) as client:
+        res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+    assert_fact_is_of(res, DATA)
+
+
+def test_tampered_copy_gives_no_fact_and_the_refetch_gives_a_true_one(
+    tls_server, client_cfg, shard_cache
+):
+    srv = tls_server(routes=[(BLOB, lambda h: h.send_blob(DATA))])
+    with client_for(client_cfg(srv.url)) as client:
+        res = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+        os.chmod(res.path, 0o644)
+        with res.path.open("r+b") as fh:
+            fh.seek(SHARD + 5)
+            fh.write(bytes([DATA[SHARD + 5] ^ 1]))
+        assert res.known is not None and not res.known.describes(res.path)
+        assert shard_cache.verify_cached(DIGEST, len(DATA)) is None
+        again = shard_cache.ensure(client, DIGEST, len(DATA), limit=LIMIT)
+        assert again.evicted and again.fetched
+        assert_fact_is_of(again, DATA)

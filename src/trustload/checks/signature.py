@@ -4,6 +4,12 @@ Pure except for reading the layout's files (streamed, in parallel threads via
 ``sha256_fd``) and the configured trusted root. The bundle is crypto-verified first;
 only then are the signed resources compared with the bytes on disk, in constant time.
 A file added, removed or changed is SIGNATURE_INVALID; any error is a denial.
+
+A file the cache has just downloaded (or re-verified) comes with its digests, computed
+in that same pass over its bytes (``layout.known``, :mod:`trustload.streamhash`): while
+that fact still describes the file, its whole-file and shard digests are compared with
+the signed ones instead of reading the file again. A fact is compared exactly like a
+fresh hash, so a wrong one can only fail the check, never pass it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, parses_as_pae
 from trustload.formats.intoto import Statement, parse_statement, subject_matches
 from trustload.formats.oms import PREDICATE_TYPE as OMS_PREDICATE_TYPE
 from trustload.formats.oms import OmsManifest, Resource, parse_manifest
+from trustload.streamhash import known_entries, usable_facts
 
 NAME = "signature"
 MAX_COSIGN_SIG = 16 * 1024
@@ -65,6 +72,11 @@ def _total_size(layout: ModelLayout) -> int:
 
 
 def _hash_whole(layout: ModelLayout) -> list[FileEntry]:
+    """Every file's SHA-256: from the download's facts where they hold, else hashed."""
+    facts = usable_facts(layout)
+    known = [FileEntry(rel, facts[rel].sha256, facts[rel].size) for rel in facts]
+    todo = [item for item in layout.files if item[0] not in facts]
+
     def one(item: tuple[str, Path]) -> FileEntry:
         rel, where = item
         fd = _open(where)
@@ -73,10 +85,10 @@ def _hash_whole(layout: ModelLayout) -> list[FileEntry]:
         finally:
             os.close(fd)
 
-    if len(layout.files) <= 1 or _total_size(layout) < SMALL_MODEL_BYTES:
-        return sorted(one(i) for i in layout.files)
-    with ThreadPoolExecutor(max_workers=min(workers(), len(layout.files))) as pool:
-        return sorted(pool.map(one, layout.files))
+    if len(todo) <= 1 or _total_size(layout) < SMALL_MODEL_BYTES:
+        return sorted([*known, *(one(i) for i in todo)])
+    with ThreadPoolExecutor(max_workers=min(workers(), len(todo))) as pool:
+        return sorted([*known, *pool.map(one, todo)])
 
 
 def _layout_map(layout: ModelLayout, manifest: OmsManifest) -> dict[str, Path]:
@@ -109,27 +121,49 @@ def _verify_files(layout: ModelLayout, manifest: OmsManifest) -> tuple[FileEntry
         if bad:
             raise SignatureError(f"content differs from the signature: {bad[:5]}")
         return tuple(entries)
-    # Shard mode: every shard hashed on its own thread; coverage must equal file size.
+    return _verify_shards(layout, manifest, where)
+
+
+def _verify_shards(
+    layout: ModelLayout, manifest: OmsManifest, where: dict[str, Path]
+) -> tuple[FileEntry, ...] | None:
+    """Shard mode: a shard's digest comes from the download's fact when it holds exactly
+    that range, else it is hashed on its own thread; coverage must equal the file size.
+    Returns the whole-file digests when facts gave them for every file."""
+    rel_at = {loc: rel for rel, loc in layout.files}
+    by_rel = usable_facts(layout)
+    facts = {p: by_rel[rel_at[loc]] for p, loc in where.items() if rel_at.get(loc) in by_rel}
+
+    def known(res: Resource) -> str | None:
+        fact = facts.get(res.path)
+        return None if fact is None else fact.shard_digest(res.start or 0, res.end or 0)
+
+    to_read = {r.path for r in manifest.resources if known(r) is None} | (where.keys() - facts)
     fds: dict[str, int] = {}
     try:
-        for path, loc in where.items():
-            fds[path] = _open(loc)
-        for path, fd in fds.items():
-            size = os.fstat(fd).st_size
+        for path in sorted(to_read):
+            fds[path] = _open(where[path])
+        for path in where:
+            size = os.fstat(fds[path]).st_size if path in fds else facts[path].size
             ends = [r.end or 0 for r in manifest.resources if r.path == path]
             if max(ends, default=0) != size:
                 raise SignatureError(f"signed shards of {path!r} do not cover its {size} bytes")
 
         def one(res: Resource) -> bool:
-            got = sha256_fd(fds[res.path], res.start or 0, res.end)
+            got = known(res)
+            if got is None:
+                got = sha256_fd(fds[res.path], res.start or 0, res.end)
             return hmac.compare_digest(got, res.digest)
 
-        with ThreadPoolExecutor(max_workers=min(workers(), len(manifest.resources))) as pool:
-            results = list(pool.map(one, manifest.resources))
+        if to_read:
+            with ThreadPoolExecutor(max_workers=min(workers(), len(manifest.resources))) as pool:
+                results = list(pool.map(one, manifest.resources))
+        else:
+            results = [one(r) for r in manifest.resources]
         if not all(results):
             bad = [r.name for r, ok in zip(manifest.resources, results, strict=True) if not ok]
             raise SignatureError(f"content differs from the signature: {bad[:5]}")
-        return None
+        return known_entries(layout)
     finally:
         for fd in fds.values():
             os.close(fd)

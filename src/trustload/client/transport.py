@@ -792,13 +792,19 @@ class BlobResponse:
     def iter_raw(self, buffers: int = 1) -> Iterator[memoryview]:
         """Yield views into ``buffers`` reused buffers, in turn: a chunk stays valid until
         ``buffers - 1`` more chunks have been asked for (so another thread may still be
-        hashing it while the next ones are read)."""
-        views = [memoryview(bytearray(self.BUFFER)) for _ in range(max(1, buffers))]
+        hashing it while the next ones are read). Buffers are allocated as they are first
+        needed, no larger than the announced body: a small evidence blob costs one small
+        buffer, not ``buffers`` zero-filled MiB."""
+        left = getattr(self._response, "length", None)
+        size = self.BUFFER if not left else max(1, min(self.BUFFER, left))
+        views: list[memoryview] = []
         readinto = self._response.readinto
         turn = 0
         while True:
+            if turn == len(views):
+                views.append(memoryview(bytearray(size)))
             view = views[turn]
-            turn = (turn + 1) % len(views)
+            turn = (turn + 1) % max(1, buffers)
             n = readinto(view)
             if not n:
                 left = getattr(self._response, "length", None)
