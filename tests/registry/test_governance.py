@@ -56,6 +56,7 @@ def test_publish_record_has_every_field(shared_registry):
         "signature_digest",
         "attestation_digest",
         "files",
+        "artifact_uri",
         "alias",
         "alias_revision",
         "change_ticket",

@@ -207,6 +207,7 @@ class PublishBody(_Body):
     dataset_snapshot: str = Field(max_length=1024)
     signature_digest: str | None = Field(default=None, pattern=_DIGEST)
     attestation_digest: str | None = Field(default=None, pattern=_DIGEST)
+    artifact_uri: str | None = Field(default=None, pattern=oa.ARTIFACT_URI_PATTERN, max_length=512)
     card: Card
 
 
@@ -450,6 +451,7 @@ def _governance_routes(app: FastAPI, store: Store, blobs: BlobBackend, require: 
             signature_digest=body.signature_digest,
             attestation_digest=body.attestation_digest,
             card=body.card,
+            artifact_uri=body.artifact_uri,
         )
         return store.publish(name, req, who, blobs.size, blobs.read_small)
 
