@@ -88,3 +88,47 @@ def oworld(
 
 
 __all__ = ["CA", "OciWorld", "oci_ca", "ocireg"]
+
+
+def push_unsigned(world: OciWorld, files: dict[str, bytes] | None = None) -> str:
+    """Push a ModelPack artifact with trustload's writer and sign nothing; returns the
+    ``oci://`` URI (the caller signs, attests or leaves it bare)."""
+    from trustload.oci.reference import RegistryRef, artifact_uri
+    from trustload.oci.registry import RegistryRepository
+    from trustload.oci.transport import OciTransport
+    from trustload.publish_oci import push_model
+
+    assert world.oci is not None
+    with OciTransport(world.oci.config()) as t:
+        repo = RegistryRepository(t, world.oci.host, REPO)
+        digest, _ = push_model(repo, world.model_dir(files), name="risk", version="x", fmt=None)
+    return artifact_uri(RegistryRef(world.oci.host, REPO, digest))
+
+
+def record(world: OciWorld, uri: str, version: str = "1") -> VersionRecord:
+    """``publish oci://...`` (import) and release to production."""
+    from trustload.publish_oci import import_from_oci
+
+    rec = import_from_oci(
+        world.admin_cfg,
+        uri,
+        name="risk",
+        version=version,
+        provenance=Provenance(GIT_SHA, CONTAINER, DATASET),
+        policy_digest=_policy(world),
+        card=None,
+    )
+    world.release_to_prod("risk", version)
+    return rec
+
+
+def _policy(world: OciWorld) -> str:
+    from trustload.policy import policy_digest
+
+    return policy_digest(world.admin_cfg.gate.policy_dir)
+
+
+def layer_data_path(reg: RunningOciRegistry, digest: str) -> Path:
+    """Where docker-registry's filesystem driver keeps a blob's bytes."""
+    hexpart = digest.removeprefix("sha256:")
+    return reg.root / "storage" / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
