@@ -103,13 +103,35 @@ def pick_attestation(evidence: ImageEvidence) -> bytes | None:
     return readable[0].blob if readable else None
 
 
+def candidates(transport: OciTransport, host: str, repository: str) -> list[RegistryRepository]:
+    """Where to fetch ``host/repository`` from: every allowlisted registry that is a
+    ``mirror_of`` that host, then the host itself when it is allowlisted. None at all is
+    REGISTRY_NOT_ALLOWED: only listed hosts are ever contacted."""
+    from trustload.oci.registry import RegistryRepository
+    from trustload.oci.transport import normalise_host
+
+    origin = normalise_host(host)
+    out = [
+        RegistryRepository(transport, entry.host, repository)
+        for entry in transport.entries.values()
+        if origin in {normalise_host(m) for m in entry.mirror_of}
+    ]
+    if origin in transport.entries or not out:
+        out.append(RegistryRepository(transport, host, repository))  # NOT_ALLOWED if absent
+    return out
+
+
+FALL_THROUGH = frozenset({ReasonCode.REGISTRY_UNAVAILABLE, ReasonCode.NOT_FOUND})
+"""A mirror that is down or lacks the artifact sends the gate to the next candidate; a
+mirror serving wrong bytes (DIGEST_MISMATCH) denies, as the origin would."""
+
+
 class OciSource:
     """Fetch a model artifact from an allowlisted OCI registry (see module docstring)."""
 
     def __init__(self, uri: str, oci: OciConfig) -> None:
         from trustload.errors import RegistryError, UsageError
         from trustload.oci.reference import parse_artifact_uri
-        from trustload.oci.registry import RegistryRepository
         from trustload.oci.transport import OciTransport
 
         try:
@@ -118,7 +140,7 @@ class OciSource:
             raise RegistryError(ReasonCode.REGISTRY_UNAVAILABLE, str(exc)) from exc
         self._transport = OciTransport(oci)
         try:
-            self.repo = RegistryRepository(self._transport, self.ref.host, self.ref.repository)
+            self.repos = candidates(self._transport, self.ref.host, self.ref.repository)
         except BaseException:
             self._transport.close()
             raise
@@ -129,21 +151,37 @@ class OciSource:
     def fetch(
         self, cache: BlobCache, record: VersionRecord, max_bytes: int, *, quick: bool = False
     ) -> Fetched:
-        from trustload.oci.evidence import collect_model_evidence
-        from trustload.oci.modelpack import parse_model_manifest
-
         check_total(record, max_bytes)
         if not digests_equal(self.ref.digest, record.artifact_digest):
             raise TrustloadError(
                 ReasonCode.DIGEST_MISMATCH, "artifact_uri names another digest than the record"
             )
-        manifest = self.repo.manifest(self.ref.digest)  # hashed to the pinned digest
+        for i, repo in enumerate(self.repos):
+            try:
+                return self._fetch_from(repo, cache, record, max_bytes, quick)
+            except TrustloadError as exc:
+                if exc.code not in FALL_THROUGH or i + 1 == len(self.repos):
+                    raise
+        raise AssertionError("unreachable: candidates() is never empty")
+
+    def _fetch_from(
+        self,
+        repo: RegistryRepository,
+        cache: BlobCache,
+        record: VersionRecord,
+        max_bytes: int,
+        quick: bool,
+    ) -> Fetched:
+        from trustload.oci.evidence import collect_model_evidence
+        from trustload.oci.modelpack import parse_model_manifest
+
+        manifest = repo.manifest(self.ref.digest)  # hashed to the pinned digest
         parsed = parse_model_manifest(manifest.raw)
         if parsed.entries() != record.files:
             raise TrustloadError(
                 ReasonCode.DIGEST_MISMATCH, "the manifest's layers are not the record's files"
             )
-        blobs = OciBlobClient(self.repo)
+        blobs = OciBlobClient(repo)
 
         def one(item: tuple[str, Any]) -> BlobResult:
             path, layer = item
@@ -161,5 +199,5 @@ class OciSource:
             digest=self.ref.digest,
             oci_manifest=manifest.raw,
         )
-        evidence = collect_model_evidence(self.repo, self.ref.digest)
+        evidence = collect_model_evidence(repo, self.ref.digest)
         return Fetched(layout, evidence, pick_attestation(evidence)).count(results)
