@@ -48,3 +48,39 @@ def test_pushed_manifest_is_modelpack(oworld: OciWorld) -> None:
         "config.json": "application/vnd.cncf.model.weight.config.v1.raw",
         "model.onnx": "application/vnd.cncf.model.weight.v1.raw",
     }
+
+
+def test_interrupted_layer_download_resumes_with_range(oworld: OciWorld) -> None:
+    """A partial layer left in the shared cache (a gate killed mid-download) is resumed
+    from where it stopped: docker-registry answers the ``Range`` request with 206, and
+    the whole layer still hashes to its descriptor."""
+    from trustload.cache import BlobCache
+
+    weights = bytes(range(256)) * 4096  # 1 MiB
+    rec = oworld.publish_oci("risk", "1", oworld.model_dir({"model.onnx": weights}))
+    oworld.release_to_prod("risk", "1")
+    entry = rec.files[0]
+    cache = BlobCache(oworld.gate_cfg.gate.cache_dir)
+    cache.blobs.mkdir(parents=True)
+    (cache.blobs / f".{entry.sha256}.partial").write_bytes(weights[: 300 * 1024])
+    result = oworld.gate("risk@production")
+    assert result.decision.permitted, result.decision.to_json()
+    download = next(c for c in result.decision.checks if c.name == "download")
+    assert "1 resumed" in download.detail, download.detail
+    assert cache.path_for(f"sha256:{entry.sha256}").read_bytes() == weights
+
+
+def test_cache_is_shared_with_the_registry_path(oworld: OciWorld) -> None:
+    """The same bytes published both ways are one blob in the gate's cache: the second
+    gate (OCI) finds the Registry path's verified copy and downloads nothing."""
+    weights = b"\x07" * 200_000
+    path = oworld.model_dir({"model.onnx": weights})
+    oworld.publish("reg", "1", path)
+    oworld.release_to_prod("reg", "1")
+    assert oworld.gate("reg@production").decision.permitted
+    oworld.publish_oci("risk", "1", path)
+    oworld.release_to_prod("risk", "1")
+    result = oworld.gate("risk@production")
+    assert result.decision.permitted, result.decision.to_json()
+    download = next(c for c in result.decision.checks if c.name == "download")
+    assert download.detail.startswith("0 fetched, 1 re-verified"), download.detail
