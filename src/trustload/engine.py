@@ -515,7 +515,7 @@ def _policy_step(
         runtime_policy_digest=policy.digest,
         artifact_digest=measured.digest,
         artifact_kind=facts.layout.kind,
-        signature_present=facts.signature_bundle is not None,
+        signature_present=_signature_present(facts.signature_bundle),
         signature_valid=measured.signature_ok,
         signer=measured.signer,
         attestation_required=want,
@@ -532,6 +532,13 @@ def _policy_step(
         lambda: policy_result(policy.evaluate(build_input(inputs)), builtin, policy.digest),
         ReasonCode.POLICY_DENY,
     )
+
+
+def _signature_present(evidence: bytes | ImageEvidence | None) -> bool:
+    """A bundle was delivered, or an OCI artifact has at least one cosign signature."""
+    if evidence is None or isinstance(evidence, bytes):
+        return evidence is not None
+    return bool(evidence.signatures or evidence.referrers)
 
 
 def _policy_stages(facts: GateFacts) -> tuple[str, ...]:

@@ -197,7 +197,7 @@ def import_from_oci(
     card: dict[str, Any] | None,
 ) -> VersionRecord:
     """Record an artifact already in an OCI registry (pushed and signed elsewhere)."""
-    from trustload.cli.publish import default_card
+    from trustload.cli.publish import resolve_card
     from trustload.client.api import RegistryClient
     from trustload.oci.modelpack import parse_model_manifest
     from trustload.oci.reference import parse_artifact_uri
@@ -210,9 +210,6 @@ def import_from_oci(
         manifest = repo.manifest(ref.digest)  # hashed to the pinned digest
     parsed = parse_model_manifest(manifest.raw)  # the gate's own rules, refused now
     with RegistryClient(cfg.registry) as client:
-        if card is None:
-            who = client.requester()
-            card = default_card(who.tenant_id, who.domain, who.purposes, None)
         request = record_request(
             ref,
             parsed,
@@ -220,6 +217,6 @@ def import_from_oci(
             fmt=None,
             policy_digest=policy_digest,
             provenance=provenance,
-            card=card,
+            card=resolve_card(card, client, None),
         )
         return client.publish(name, request)

@@ -23,6 +23,7 @@ from trustload.errors import UsageError
 from trustload.publish_oci import Provenance
 
 if TYPE_CHECKING:
+    from trustload.client.api import RegistryClient
     from trustload.config import ClientFileConfig
     from trustload.facts import VersionRecord
 
@@ -103,6 +104,18 @@ def default_card(
     return card
 
 
+def resolve_card(
+    card: Path | dict[str, Any] | None, client: RegistryClient, fmt: str | None
+) -> dict[str, Any]:
+    """The card as given, read from YAML, or the publisher's own default card."""
+    if isinstance(card, dict):
+        return card
+    if card is not None:
+        return load_card(card)
+    who = client.requester()
+    return default_card(who.tenant_id, who.domain, who.purposes, fmt)
+
+
 def revalidation_deadline(card: dict[str, Any]) -> datetime | None:
     """The card's ``revalidate_by``: the default end of the attestation's validity window."""
     value = card.get("revalidate_by")
@@ -147,13 +160,7 @@ def publish_model(
     fmt = guess_format([f.path for f in measured.files])
     bundle = sign_layout_bundle(layout, key, password=password)
     with RegistryClient(cfg.registry) as client:
-        if isinstance(card, dict):
-            card_doc = card
-        elif card is not None:
-            card_doc = load_card(card)
-        else:
-            who = client.requester()
-            card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
+        card_doc = resolve_card(card, client, fmt)
         # The attestation is valid until the model must be revalidated, not forever.
         attestation = attest_bytes(
             subject_name=layout.name,
@@ -223,14 +230,8 @@ def publish_oci_model(
         raise UsageError(f"no such signing key: {key}")
     digest = _policy_digest(cfg, policy_digest)
     fmt = guess_format([rel for rel, _ in ModelLayout.from_path(path).files])
-    if isinstance(card, dict):
-        card_doc = card
-    elif card is not None:
-        card_doc = load_card(card)
-    else:
-        with RegistryClient(cfg.registry) as client:
-            who = client.requester()
-        card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
+    with RegistryClient(cfg.registry) as client:
+        card_doc = resolve_card(card, client, fmt)
     deadline = not_after if not_after is not None else revalidation_deadline(card_doc)
     return publish_to_oci(
         cfg,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from trustload.decision import ReasonCode
@@ -62,7 +62,9 @@ class _Response:
         yield from self._response.iter_raw(RAW_CHUNK)
 
     def abort(self) -> None:
-        self._response.close()
+        """Called from the cache's slow-retrieval watchdog thread: close the stream."""
+        with suppress(Exception):
+            self._response.close()
 
 
 class OciBlobClient:
