@@ -132,3 +132,18 @@ def layer_data_path(reg: RunningOciRegistry, digest: str) -> Path:
     """Where docker-registry's filesystem driver keeps a blob's bytes."""
     hexpart = digest.removeprefix("sha256:")
     return reg.root / "storage" / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
+
+
+@pytest.fixture
+def oworld_basic(
+    running_registry: RunningRegistry,
+    tmp_path: Path,
+    oci_ca: CA,  # noqa: F811
+) -> Iterator[OciWorld]:
+    """The same, with the OCI registry behind htpasswd Basic authentication."""
+    from tests.support.ocireg import oci_registry
+
+    work = tmp_path / "work"
+    work.mkdir()
+    with oci_registry(tmp_path / "reg-basic", oci_ca, auth="basic", name="basic") as reg:
+        yield OciWorld(running_registry, running_registry.env, work, oci=reg)

@@ -64,3 +64,30 @@ def test_cli_usage_errors(oworld: OciWorld) -> None:
     bad_uri = tl("publish", "oci://127.0.0.1:1/models/x:latest", "--name", "r", "--version", "1",
                  "--config", env.admin_config, *PROVENANCE)  # fmt: skip
     assert bad_uri.returncode == 2, bad_uri.stderr
+
+
+def test_kserve_fetch_of_an_oci_model_writes_the_verified_tree(oworld: OciWorld) -> None:
+    """``trustload fetch trustload://NAME@REF DEST`` (the KServe storage initializer) for
+    a version whose bytes are in the OCI registry: the same verified, read-only tree."""
+    import os
+    import subprocess
+    import sys
+
+    files = {"model.onnx": os.urandom(40_000), "config.json": b"{}", "docs/README.md": b"#"}
+    rec = oworld.publish_oci("risk", "1", oworld.model_dir(files))
+    oworld.release_to_prod("risk", "1")
+    gate = _with_oci(oworld, oworld.env.gate_config, "gate")
+    dest = oworld.work / "mnt" / "models"
+    env = {k: v for k, v in os.environ.items() if k != "TRUSTLOAD_DEBUG"}
+    env |= {"TRUSTLOAD_CONFIG": str(gate), "TRUSTLOAD_TERMINATION_LOG": str(oworld.work / "t")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustload.cli.main", "fetch", "trustload://risk@production",
+         str(dest)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["artifact_digest"] == rec.artifact_digest
+    for rel, data in files.items():
+        assert (dest / rel).read_bytes() == data
+        assert (dest / rel).stat().st_mode & 0o222 == 0  # read-only, as for every model
+    assert sorted(os.listdir(dest)) == ["config.json", "docs", "model.onnx"]

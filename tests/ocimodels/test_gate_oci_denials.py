@@ -141,3 +141,32 @@ def test_no_attestation_is_attestation_missing(oworld: OciWorld) -> None:
     record(oworld, uri)
     result = oworld.gate("risk@production")
     assert codes(result) == ["ATTESTATION_MISSING"], result.decision.to_json()
+
+
+def test_authenticated_oci_registry_permits_and_wrong_password_is_auth_failed(
+    oworld_basic: OciWorld, tmp_path: Path
+) -> None:
+    world = oworld_basic
+    assert world.oci is not None
+    world.publish_oci("risk", "1")
+    world.release_to_prod("risk", "1")
+    permitted = world.gate("risk@production")
+    assert permitted.decision.permitted, permitted.decision.to_json()
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-password\n")
+    world.oci_config = world.oci.config(password_file=wrong)
+    denied = world.gate("risk@production")  # every layer cached: the evidence still is not
+    assert codes(denied) == ["AUTH_FAILED"], denied.decision.to_json()
+
+
+def test_manifest_deleted_from_the_oci_registry_is_not_found(oworld: OciWorld) -> None:
+    rec = oworld.publish_oci("risk", "1")
+    oworld.release_to_prod("risk", "1")
+    assert oworld.oci is not None and rec.artifact_uri is not None
+    ref = parse_artifact_uri(rec.artifact_uri)
+    with OciTransport(oworld.oci.config()) as t:
+        path = f"/v2/{ref.repository}/manifests/{ref.digest}"
+        with t.open("DELETE", ref.host, path, scope=f"repository:{ref.repository}:delete"):
+            pass
+    result = oworld.gate("risk@production")
+    assert codes(result) == ["NOT_FOUND"], result.decision.to_json()
