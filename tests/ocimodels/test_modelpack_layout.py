@@ -165,3 +165,36 @@ def test_oras_title_and_kitops_raw_layers_are_read() -> None:
 )
 def test_malformed_manifests_are_refused(raw: bytes) -> None:
     refused(raw)
+
+
+def _oci_layout(tmp_path: Any, data: bytes, measured_size: int | None = None) -> Any:
+    import hashlib
+    from pathlib import Path
+
+    from trustload.digests import FileEntry, ModelLayout
+
+    root = Path(tmp_path)
+    (root / "blob").write_bytes(data)
+    hexdigest = hashlib.sha256(data).hexdigest()
+    raw = manifest(layer("model.bin", f"sha256:{hexdigest}") | {"size": len(data)})
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    measured = None
+    if measured_size is not None:
+        measured = (FileEntry("model.bin", hexdigest, measured_size),)
+    return ModelLayout("directory", "m", (("model.bin", root / "blob"),), digest, raw, measured)
+
+
+def test_oci_measurement_hashes_or_reuses_the_download_pass(tmp_path: Any) -> None:
+    from trustload.checks.oci_model import measure_oci_layout
+
+    hashed = measure_oci_layout(_oci_layout(tmp_path, b"weights"))
+    reused = measure_oci_layout(_oci_layout(tmp_path, b"weights", measured_size=7))
+    assert hashed == reused and hashed.digest.startswith("sha256:")
+    # Bytes that differ from the layer digest, when hashed here: refused.
+    layout = _oci_layout(tmp_path, b"weights")
+    (tmp_path / "blob").write_bytes(b"WEIGHTS")
+    with pytest.raises(FormatError, match="differs from its layer"):
+        measure_oci_layout(layout)
+    # A file whose size changed since the source measured it: refused without hashing.
+    with pytest.raises(FormatError, match="changed on disk"):
+        measure_oci_layout(_oci_layout(tmp_path, b"weights!", measured_size=7))

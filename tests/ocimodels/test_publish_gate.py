@@ -84,3 +84,25 @@ def test_cache_is_shared_with_the_registry_path(oworld: OciWorld) -> None:
     assert result.decision.permitted, result.decision.to_json()
     download = next(c for c in result.decision.checks if c.name == "download")
     assert download.detail.startswith("0 fetched, 1 re-verified"), download.detail
+
+
+def test_a_cached_layer_altered_on_disk_is_evicted_and_fetched_again(oworld: OciWorld) -> None:
+    """Warm start: cached layers are handed to the signature check unhashed; one altered
+    on disk (same size) fails it, the cache re-verifies, evicts and re-fetches it once."""
+    import os
+
+    from trustload.cache import BlobCache
+
+    rec = oworld.publish_oci("risk", "1")
+    oworld.release_to_prod("risk", "1")
+    assert oworld.gate("risk@production").decision.permitted
+    weights = next(f for f in rec.files if f.path == "model.onnx")
+    cached = BlobCache(oworld.gate_cfg.gate.cache_dir).path_for(f"sha256:{weights.sha256}")
+    os.chmod(cached, 0o644)
+    data = bytearray(cached.read_bytes())
+    data[0] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    result = oworld.gate("risk@production")
+    assert result.decision.permitted, result.decision.to_json()
+    download = next(c for c in result.decision.checks if c.name == "download")
+    assert "1 evicted and fetched again" in download.detail, download.detail

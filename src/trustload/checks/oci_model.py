@@ -20,13 +20,21 @@ OCI model exactly as any other model.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from dataclasses import replace
 from datetime import datetime
 
 from trustload.checks.signature import NAME, SignatureOutcome, check_model_signature
 from trustload.decision import CheckResult, ReasonCode
-from trustload.digests import MeasuredArtifact, ModelLayout, digests_equal, measure_layout
+from trustload.digests import (
+    FileEntry,
+    MeasuredArtifact,
+    ModelLayout,
+    digests_equal,
+    measure_layout,
+)
 from trustload.errors import FormatError, TrustloadError
 from trustload.facts import TrustAnchors
 from trustload.oci.evidence import ImageEvidence
@@ -38,6 +46,22 @@ def _ms(start: float) -> float:
 
 def _failed(code: ReasonCode, detail: str, ms: float = 0.0) -> SignatureOutcome:
     return SignatureOutcome(CheckResult.failed(NAME, code, detail[:500], ms), None, None)
+
+
+def _files_of(layout: ModelLayout) -> tuple[FileEntry, ...]:
+    """Each file's digest: measured by the source in this run while it streamed (the
+    cache hashed it and renamed it under that digest, read-only), else hashed now. The
+    sizes are checked on disk either way; the loader re-hashes what it loads."""
+    if layout.measured is None:
+        return measure_layout(replace(layout, oci_manifest=None, digest=None)).files
+    where = dict(layout.files)
+    if sorted(e.path for e in layout.measured) != sorted(where):
+        raise FormatError(ReasonCode.DIGEST_MISMATCH, "measured files are not the layout's")
+    for entry in layout.measured:
+        st = os.stat(where[entry.path], follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            raise FormatError(ReasonCode.DIGEST_MISMATCH, f"{entry.path!r} changed on disk")
+    return tuple(sorted(layout.measured))
 
 
 def measure_oci_layout(layout: ModelLayout) -> MeasuredArtifact:
@@ -54,7 +78,7 @@ def measure_oci_layout(layout: ModelLayout) -> MeasuredArtifact:
     expected = parse_model_manifest(raw).entries()
     if sorted(e.path for e in expected) != sorted(rel for rel, _ in layout.files):
         raise FormatError(ReasonCode.DIGEST_MISMATCH, "the files are not the manifest's layers")
-    measured = measure_layout(replace(layout, oci_manifest=None, digest=None)).files
+    measured = _files_of(layout)
     for want, got in zip(expected, measured, strict=True):
         if want.size != got.size or not digests_equal(want.sha256, got.sha256):
             raise FormatError(

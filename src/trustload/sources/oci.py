@@ -194,12 +194,16 @@ class OciSource:
         workers = max(1, min(PARALLEL_LAYERS, len(parsed.files)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oci-layer") as pool:
             results = list(pool.map(one, parsed.files))
+        # One pass: a layer downloaded (or re-verified) now was hashed while it streamed
+        # and matched its descriptor; the signature check reuses those digests.
+        hashed_now = all(res.hashed for res in results)
         layout = ModelLayout(
             "directory",
             record.name,
             tuple((path, res.path) for (path, _l), res in zip(parsed.files, results, strict=True)),
             digest=self.ref.digest,
             oci_manifest=manifest.raw,
+            measured=parsed.entries() if hashed_now else None,
         )
         evidence = collect_model_evidence(repo, self.ref.digest)
         return Fetched(layout, evidence, pick_attestation(evidence)).count(results)
