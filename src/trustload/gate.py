@@ -6,8 +6,11 @@
 3. Deny at once when revoked, quarantined or in a stage the environment does not allow
    (R2.3, R2.4): a full decision listing every failing code that can be known without
    downloading (stage, revocation, policy digest, revalidation, tenancy, downgrade).
-4. Download **by digest** into the content-addressed cache (file blob, or the manifest
-   then every file blob; signature bundle; attestation), re-verifying cached blobs.
+4. Download **by digest** into the content-addressed cache through the record's
+   *source* (:mod:`trustload.sources`): the Registry's blob store (file blob, or the
+   manifest then every file blob; signature bundle; attestation), or the OCI registry
+   an ``artifact_uri`` names (manifest, every layer, cosign signature and attestation).
+   Cached blobs are re-verified; the engine never learns which source served them.
 5. Run the engine (:func:`trustload.engine.decide`) over cache paths, with the
    Registry record as the expectations and the token as the requester.
 6. Permit: optional warm-up hook, re-check of the record (a revocation during warm-up
