@@ -133,13 +133,15 @@ def collect_model_evidence(reader: OciReader, digest: str) -> ImageEvidence:
     sigs, sig_error = _layers(
         reader, digest, ".sig", SIMPLE_SIGNING_MEDIA_TYPE, MAX_SIGNATURE_LAYER_BYTES, True
     )
-    evidence = ImageEvidence(digest, signatures=sigs, sig_error=sig_error)
-    if not sigs:
-        evidence = collect_referrers(reader, evidence)
     atts, att_error = _layers(
         reader, digest, ".att", DSSE_MEDIA_TYPE, MAX_ATTESTATION_LAYER_BYTES, True
     )
-    return replace(evidence, attestations=atts, att_error=att_error)
+    evidence = ImageEvidence(
+        digest, signatures=sigs, sig_error=sig_error, attestations=atts, att_error=att_error
+    )
+    if not sigs or not atts:  # cosign 3 writes Sigstore bundles as referrers instead
+        evidence = collect_referrers(reader, evidence)
+    return evidence
 
 
 def collect_attestations(reader: OciReader, evidence: ImageEvidence) -> ImageEvidence:

@@ -19,6 +19,8 @@ unreachable registry is REGISTRY_UNAVAILABLE, exactly as the Registry being down
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -94,15 +96,35 @@ class OciBlobClient:
             yield _Response(response)
 
 
+def _bundle_predicate(bundle: bytes) -> str | None:
+    """The predicate type a Sigstore bundle's DSSE statement *claims* (unverified: used
+    to choose which bundle the engine verifies, never to decide)."""
+    try:
+        envelope = json.loads(bundle)["dsseEnvelope"]
+        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        predicate = statement["predicateType"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return predicate if isinstance(predicate, str) else None
+
+
 def pick_attestation(evidence: ImageEvidence) -> bytes | None:
-    """The ``.att`` envelope the engine checks: the first SLSA provenance layer by its
-    (unsigned) annotation, else the first readable one. Only the choice is made here:
-    the engine verifies the envelope, its signer, statement type and subject."""
+    """The attestation the engine checks: the first SLSA provenance ``.att`` layer by its
+    (unsigned) annotation, else the first readable ``.att`` layer, else the first Sigstore
+    bundle referrer of this digest claiming SLSA provenance (cosign 3, ``actions/attest``).
+    Only the choice is made here: the engine verifies the envelope, its signer, the
+    statement's type and its subject."""
     readable = [ev for ev in evidence.attestations if ev.blob is not None]
     for ev in readable:
         if ev.layer.descriptor.annotations.get("predicateType") in SLSA_PREDICATES:
             return ev.blob
-    return readable[0].blob if readable else None
+    if readable:
+        return readable[0].blob
+    for ref in evidence.referrers:
+        claims = _bundle_predicate(ref.bundle) if ref.bundle is not None else None
+        if ref.subject == evidence.digest and claims in SLSA_PREDICATES:
+            return ref.bundle
+    return None
 
 
 def candidates(transport: OciTransport, host: str, repository: str) -> list[RegistryRepository]:
