@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from tests.gate.conftest import CONTAINER, DATASET, GIT_SHA
-from tests.gate.test_cli import tl
 from tests.ocimodels.conftest import REPO, OciWorld, push_unsigned
+from tests.support.cli import run_cli as tl
 
 
 def _with_oci(world: OciWorld, config: Path, name: str) -> Path:
