@@ -112,7 +112,7 @@ class _Sink:
             with contextlib.suppress(OSError):
                 os.fdatasync(self.fd)
 
-    def put(self, chunk: memoryview) -> None:
+    def put(self, chunk: memoryview | bytes) -> None:
         _write_all(self.fd, chunk)
         self.pipeline.feed(chunk)
         self._unflushed += len(chunk)

@@ -181,7 +181,14 @@ def _oci_layout(tmp_path: Any, data: bytes, measured_size: int | None = None) ->
     measured = None
     if measured_size is not None:
         measured = (FileEntry("model.bin", hexdigest, measured_size),)
-    return ModelLayout("directory", "m", (("model.bin", root / "blob"),), digest, raw, measured)
+    return ModelLayout(
+        "directory",
+        "m",
+        (("model.bin", root / "blob"),),
+        digest=digest,
+        oci_manifest=raw,
+        measured=measured,
+    )
 
 
 def test_oci_measurement_hashes_or_reuses_the_download_pass(tmp_path: Any) -> None:
