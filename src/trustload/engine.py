@@ -169,9 +169,10 @@ def digest_from_entries(layout: ModelLayout, files: Sequence[FileEntry] | None) 
     if not files:
         return None
     if layout.oci_manifest is not None:
-        # Only the OCI signature check returns files for such a layout, after hashing the
-        # manifest to this digest and every file to its layer.
-        return layout.digest
+        # An OCI model's digest is its manifest's. Only the OCI signature check hands files
+        # over for it (after hashing the manifest to it and matching every file to its
+        # layer); the OCI source sets no ``known`` digests, so anything else is measured.
+        return None if layout.known else layout.digest
     if sorted(f.path for f in files) != sorted(rel for rel, _ in layout.files):
         return None
     for f in files:
