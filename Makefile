@@ -56,6 +56,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hash_verify.py
 	$(BIN)/python bench/pull.py
+	$(BIN)/python bench/oci_pull.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/serve.py
 

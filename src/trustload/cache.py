@@ -44,7 +44,7 @@ from trustload.identifiers import parse_decimal
 from trustload.streamhash import Digester, KnownDigests, Pipeline, digest_fd, planned_shard_size
 
 if TYPE_CHECKING:
-    from trustload.client.api import RegistryClient
+    from trustload.sources.base import BlobClient
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
@@ -112,7 +112,7 @@ class _Sink:
             with contextlib.suppress(OSError):
                 os.fdatasync(self.fd)
 
-    def put(self, chunk: memoryview) -> None:
+    def put(self, chunk: memoryview | bytes) -> None:
         _write_all(self.fd, chunk)
         self.pipeline.feed(chunk)
         self._unflushed += len(chunk)
@@ -227,7 +227,7 @@ class BlobCache:
     # ------------------------------------------------------------------- fetch
     def ensure(
         self,
-        client: RegistryClient,
+        client: BlobClient,
         digest: str,
         size: int | None,
         *,
@@ -277,7 +277,7 @@ class BlobCache:
 
     def _download(
         self,
-        client: RegistryClient,
+        client: BlobClient,
         hexdigest: str,
         size: int | None,
         cap: int,
@@ -342,7 +342,7 @@ class BlobCache:
 
     @staticmethod
     def _stream_into(
-        client: RegistryClient,
+        client: BlobClient,
         hexdigest: str,
         fd: int,
         state: _Partial,

@@ -226,14 +226,27 @@ class OciRegistryConfig(_Strict):
     retries: int = 2
     min_download_rate: int = 16 * 1024
     slow_grace: float = 10.0
+    # A pull-through cache or air-gap mirror: this registry holds copies of these hosts'
+    # repositories under the same names. Artifacts pinned by digest on those hosts are
+    # fetched here first (digest pinning makes a mirror safe: it can only deny).
+    mirror_of: list[str] = Field(default_factory=list)
 
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        v = v.strip().lower()
-        if not v or "/" in v or "@" in v or "://" in v or any(c.isspace() for c in v):
-            raise ValueError("host must be host[:port], without scheme or path")
-        return v
+        return _oci_host(v)
+
+    @field_validator("mirror_of")
+    @classmethod
+    def _mirrored(cls, v: list[str]) -> list[str]:
+        return [_oci_host(h) for h in v]
+
+
+def _oci_host(v: str) -> str:
+    v = v.strip().lower()
+    if not v or "/" in v or "@" in v or "://" in v or any(c.isspace() for c in v):
+        raise ValueError("host must be host[:port], without scheme or path")
+    return v
 
 
 class OciConfig(_Strict):

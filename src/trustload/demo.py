@@ -74,6 +74,7 @@ class Demo:
         self.stack = ExitStack()
         self.container = CONTAINER  # the serving image's digest, once one is pushed
         self.image_ref: str | None = None
+        self.oci_host: str | None = None  # the dev OCI registry, when docker-registry runs
 
     # ---------------------------------------------------------------- helpers
     def step(self, title: str, text: str = "") -> None:
@@ -259,6 +260,7 @@ class Demo:
         if binary is None:
             return
         host = self.stack.enter_context(dev_oci_registry(binary, self.env))
+        self.oci_host = host
         for name in ("gate.toml", "admin.toml"):
             path = self.env / name
             path.write_text(path.read_text() + registries_toml(host))
@@ -288,6 +290,40 @@ class Demo:
             f"{', '.join(wrong['reasons'])}",
         )
 
+    def oci_model(self, version: str) -> None:
+        """Issue 10: the same model published through the OCI registry as a ModelPack
+        artifact (cosign .sig/.att beside it), recorded with artifact_uri, then gated."""
+        if self.oci_host is None:
+            return
+        name = f"{MODEL}-oci"
+        res = self.cli(
+            "publish", str(self.root / "models" / version), "--name", name, "--version", "1",
+            "--config", str(self.env / "admin.toml"), "--key", str(self.env / "signing.key"),
+            "--oci", f"{self.oci_host}/models/{MODEL}",
+            "--git-sha", GIT_SHA, "--container-digest", self.container,
+            "--dataset-snapshot", DATASET, "--card", str(self.root / "card.yaml"), "--json",
+        )  # fmt: skip
+        record = json.loads(res.stdout)
+        admin = ("--config", str(self.env / "admin.toml"))
+        self.cli("registry", "stage", f"{name}@1", "Approved", *admin)
+        self.cli("registry", "alias", name, "production", "1", *admin)
+        # A gate of its own (cache, state, audit), so the serving story below is unchanged.
+        gate = self.env / "oci-gate.toml"
+        gate.write_text(
+            (self.env / "gate.toml")
+            .read_text()
+            .replace('cache_dir = "cache"', 'cache_dir = "oci-cache"')
+            .replace('state_dir = "state"', 'state_dir = "oci-state"')
+            .replace('audit_log = "audit.jsonl"', 'audit_log = "oci-audit.jsonl"')
+        )
+        res = self.cli("verify", f"{name}@production", "--config", str(gate), "--json", check=False)
+        self.step(
+            "3b. the same model published through the OCI registry",
+            f"{record['artifact_uri']}\nModelPack layers, cosign .sig + SLSA .att; the Registry "
+            "records governance only",
+        )
+        self.decision_table([json.loads(res.stdout)], f"gate over OCI: exit {res.returncode}")
+
     def run(self) -> None:
         from rich.table import Table
 
@@ -315,6 +351,7 @@ class Demo:
             f"a real ONNX linear scorer over {FEATURES}\nsigned (OpenSSF model signing) + "
             f"SLSA attestation; stage Approved; alias production -> 1\nartifact {d1}",
         )
+        self.oci_model("1")
 
         serve, line = self.spawn("serve", "--config", str(gate), "--model", f"{MODEL}@production")
         url = line.rsplit(" on ", 1)[1].split()[0]

@@ -23,7 +23,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -227,10 +227,15 @@ class ModelLayout:
     kind: str  # "file" | "directory" | "digest" (an artifact known only by its digest)
     name: str  # the file name, or the directory's name, or the digest
     files: tuple[tuple[str, Path], ...]  # (relative POSIX path, where its bytes are), sorted
-    digest: str | None = None  # kind "digest" only: ``sha256:<hex>``, lower case
+    digest: str | None = None  # kind "digest": ``sha256:<hex>``; an OCI model: its manifest's
     known: tuple[KnownDigests, ...] = ()
     """Digests the cache computed while it wrote these files (:mod:`trustload.streamhash`):
     the checks use them instead of reading a file again, while they still describe it."""
+    # An OCI model (a directory whose identity is its image manifest): the manifest's bytes.
+    oci_manifest: bytes | None = field(default=None, repr=False)
+    # Digests the source measured of these very files in this same run, while it
+    # downloaded them (or re-verified them in the cache): one pass over the bytes.
+    measured: tuple[FileEntry, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> ModelLayout:
@@ -277,6 +282,10 @@ def measure_layout(layout: ModelLayout) -> MeasuredArtifact:
 
     if layout.kind == "digest" and layout.digest is not None:
         return MeasuredArtifact("digest", layout.digest, ())
+    if layout.oci_manifest is not None:
+        from trustload.checks.oci_model import measure_oci_layout
+
+        return measure_oci_layout(layout)
     if len(layout.files) <= 1:
         entries = [one(i) for i in layout.files]
     else:

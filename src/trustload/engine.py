@@ -53,6 +53,7 @@ from trustload.rules import (
 )
 
 if TYPE_CHECKING:
+    from trustload.oci.evidence import ImageEvidence
     from trustload.policy import AttestationView, PolicyBundle, PolicyEngine, PolicyVerdict
 
 DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
@@ -93,7 +94,7 @@ class GateFacts:
     now: datetime
     clock_skew: timedelta
     layout: ModelLayout  # the exact bytes to verify (cache paths or a local model)
-    signature_bundle: bytes | None
+    signature_bundle: bytes | ImageEvidence | None  # a bundle, or an OCI model's cosign evidence
     attestation: bytes | None
     anchors: TrustAnchors
     expect: Expectations
@@ -167,6 +168,11 @@ def digest_from_entries(layout: ModelLayout, files: Sequence[FileEntry] | None) 
         return layout.digest
     if not files:
         return None
+    if layout.oci_manifest is not None:
+        # An OCI model's digest is its manifest's. Only the OCI signature check hands files
+        # over for it (after hashing the manifest to it and matching every file to its
+        # layer); the OCI source sets no ``known`` digests, so anything else is measured.
+        return None if layout.known else layout.digest
     if sorted(f.path for f in files) != sorted(rel for rel, _ in layout.files):
         return None
     for f in files:
@@ -413,7 +419,7 @@ def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
     file is signed in shard mode (no whole-file SHA-256), so it is measured concurrently
     instead of afterwards (~1x hash time on 2 cores, not 1.5x).
     """
-    from trustload.checks.signature import check_model_signature
+    from trustload.checks.oci_model import check_signature
     from trustload.streamhash import known_entries
 
     if facts.verified is not None:
@@ -426,9 +432,7 @@ def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
     outcome: list[Any] = []
 
     def run_signature() -> CheckResult:
-        result = check_model_signature(
-            facts.layout, facts.signature_bundle, facts.anchors, now=facts.now
-        )
+        result = check_signature(facts.layout, facts.signature_bundle, facts.anchors, now=facts.now)
         outcome.append(result)
         return result.result
 
@@ -512,7 +516,7 @@ def _policy_step(
         runtime_policy_digest=policy.digest,
         artifact_digest=measured.digest,
         artifact_kind=facts.layout.kind,
-        signature_present=facts.signature_bundle is not None,
+        signature_present=_signature_present(facts.signature_bundle),
         signature_valid=measured.signature_ok,
         signer=measured.signer,
         attestation_required=want,
@@ -529,6 +533,13 @@ def _policy_step(
         lambda: policy_result(policy.evaluate(build_input(inputs)), builtin, policy.digest),
         ReasonCode.POLICY_DENY,
     )
+
+
+def _signature_present(evidence: bytes | ImageEvidence | None) -> bool:
+    """A bundle was delivered, or an OCI artifact has at least one cosign signature."""
+    if evidence is None or isinstance(evidence, bytes):
+        return evidence is not None
+    return bool(evidence.signatures or evidence.referrers)
 
 
 def _policy_stages(facts: GateFacts) -> tuple[str, ...]:

@@ -82,6 +82,9 @@ class VersionRecord:
     created_at: datetime | None = None
     files: tuple[FileEntry, ...] = ()  # every file's path, sha256, size (registry-api.md)
     served_at: datetime | None = None  # when the Registry produced this answer (freshness)
+    # Where the bytes are, when not in the Registry's own blob store:
+    # ``oci://HOST/REPO@sha256:<manifest digest>`` (then artifact_digest is that digest).
+    artifact_uri: str | None = None
 
 
 @dataclass(frozen=True)

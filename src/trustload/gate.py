@@ -6,8 +6,11 @@
 3. Deny at once when revoked, quarantined or in a stage the environment does not allow
    (R2.3, R2.4): a full decision listing every failing code that can be known without
    downloading (stage, revocation, policy digest, revalidation, tenancy, downgrade).
-4. Download **by digest** into the content-addressed cache (file blob, or the manifest
-   then every file blob; signature bundle; attestation), re-verifying cached blobs.
+4. Download **by digest** into the content-addressed cache through the record's
+   *source* (:mod:`trustload.sources`): the Registry's blob store (file blob, or the
+   manifest then every file blob; signature bundle; attestation), or the OCI registry
+   an ``artifact_uri`` names (manifest, every layer, cosign signature and attestation).
+   Cached blobs are re-verified; the engine never learns which source served them.
 5. Run the engine (:func:`trustload.engine.decide`) over cache paths, with the
    Registry record as the expectations and the token as the requester.
 6. Permit: optional warm-up hook, re-check of the record (a revocation during warm-up
@@ -19,7 +22,6 @@ REGISTRY_UNAVAILABLE, NOT_FOUND), never tracebacks. Every decision is audited on
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trustload.decision import CheckResult, Decision, Event, ReasonCode, failure, utc_now
-from trustload.digests import FileEntry, ModelLayout, digests_equal, manifest_bytes
+from trustload.digests import FileEntry, ModelLayout, digests_equal
 from trustload.errors import TrustloadError, UsageError
 from trustload.facts import (
     Expectations,
@@ -39,6 +41,7 @@ from trustload.facts import (
     TrustedState,
     VersionRecord,
 )
+from trustload.sources.registry import parse_manifest  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from trustload.cache import BlobCache
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     from trustload.config import ClientFileConfig, GateConfig
     from trustload.engine import GateFacts, Verified
     from trustload.policy import PolicyEngine
+    from trustload.sources.base import Fetched, ModelSource
 
 MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -109,26 +113,6 @@ def blocked_at_once(checks: list[CheckResult]) -> bool:
     """R3.3: revoked, quarantined or stage not allowed -> no download at all."""
     stop = {ReasonCode.REVOKED, ReasonCode.QUARANTINED, ReasonCode.STAGE_NOT_ALLOWED}
     return any(c.code in stop for c in checks)
-
-
-def parse_manifest(raw: bytes) -> tuple[FileEntry, ...]:
-    """Parse a directory manifest blob strictly; it must be canonical (re-serialises
-    to the same bytes), so two different manifests can never share a digest."""
-    from trustload.client.api import RecordError, parse_files
-
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrustloadError(ReasonCode.DIGEST_MISMATCH, "manifest blob is not JSON") from exc
-    if not isinstance(doc, dict) or set(doc) != {"mediaType", "files"}:
-        raise TrustloadError(ReasonCode.DIGEST_MISMATCH, "manifest blob has unexpected fields")
-    try:
-        entries = parse_files(doc["files"])
-    except RecordError as exc:
-        raise TrustloadError(ReasonCode.DIGEST_MISMATCH, f"manifest: {exc.message}") from exc
-    if manifest_bytes(entries) != raw:
-        raise TrustloadError(ReasonCode.DIGEST_MISMATCH, "manifest blob is not canonical")
-    return entries
 
 
 def next_state(
@@ -213,27 +197,6 @@ def trust_anchors(config: ClientFileConfig) -> TrustAnchors:
     return anchors
 
 
-@dataclass
-class _Fetched:
-    layout: ModelLayout
-    signature: bytes | None
-    attestation: bytes | None
-    fetched: int = 0
-    cached: int = 0
-    evicted: int = 0
-    resumed: int = 0
-    unhashed: int = 0  # cached model files left for the engine to hash (quick path)
-
-    def describe(self) -> str:
-        text = (
-            f"{self.fetched} fetched, {self.cached} re-verified from cache, "
-            f"{self.evicted} evicted and fetched again, {self.resumed} resumed"
-        )
-        if self.unhashed:
-            text += f" ({self.unhashed} cached model file(s) hashed by the checks below)"
-        return text
-
-
 def fetch_model(
     client: RegistryClient,
     cache: BlobCache,
@@ -241,68 +204,12 @@ def fetch_model(
     max_bytes: int,
     *,
     quick: bool = False,
-) -> _Fetched:
-    """R3.4: download by digest everything the record pins; return cache paths.
+) -> Fetched:
+    """R3.4 for a record served by the Registry itself (kept for callers and tests;
+    the gate goes through :func:`trustload.sources.source_for`)."""
+    from trustload.sources.registry import RegistrySource
 
-    Every downloaded blob, the manifest and the evidence are hashed here. With
-    ``quick``, cached *model files* of the right size are handed on unhashed: the
-    engine hashes exactly those bytes on this same load (digest pin and signature),
-    and a mismatch there sends the gate back here with ``quick=False``. That saves a
-    whole pass over a large model on every warm start and refresh.
-    """
-    from trustload.cache import facts_of
-
-    total = sum(f.size for f in record.files)
-    if total > max_bytes:
-        raise TrustloadError(
-            ReasonCode.REGISTRY_UNAVAILABLE,
-            f"model of {total} bytes exceeds registry.max_download_bytes={max_bytes}",
-        )
-    results = []
-
-    def get(digest: str, size: int | None, limit: int, label: str, model: bool = False) -> Path:
-        res = cache.ensure(
-            client, digest, size, limit=limit, label=label, reverify=not (quick and model)
-        )
-        results.append(res)
-        return res.path
-
-    if record.kind == "file":
-        entry = record.files[0]
-        where = get(record.artifact_digest, record.artifact_size, max_bytes, entry.path, True)
-        layout = ModelLayout("file", entry.path, ((entry.path, where),), known=facts_of(results))
-    else:
-        manifest_path = get(record.artifact_digest, None, MAX_MANIFEST_BYTES, "manifest")
-        listed = parse_manifest(manifest_path.read_bytes())
-        if listed != record.files:
-            raise TrustloadError(
-                ReasonCode.DIGEST_MISMATCH, "the manifest blob does not list the record's files"
-            )
-        paths = []
-        for entry in record.files:
-            paths.append(
-                (
-                    entry.path,
-                    get(f"sha256:{entry.sha256}", entry.size, max_bytes, entry.path, True),
-                )
-            )
-        layout = ModelLayout("directory", record.name, tuple(paths), known=facts_of(results))
-
-    def evidence(digest: str | None, label: str) -> bytes | None:
-        if digest is None:
-            return None
-        return get(digest, None, MAX_EVIDENCE_BYTES, label).read_bytes()
-
-    signature = evidence(record.signature_digest, "signature")
-    attestation = evidence(record.attestation_digest, "attestation")
-    out = _Fetched(layout, signature, attestation)
-    for res in results:
-        out.fetched += res.fetched
-        out.cached += not res.fetched
-        out.evicted += res.evicted
-        out.resumed += bool(res.resumed_from)
-        out.unhashed += not res.hashed
-    return out
+    return RegistrySource(client).fetch(cache, record, max_bytes, quick=quick)
 
 
 def run_gate(
@@ -522,54 +429,84 @@ def _download_and_decide(
     early: list[CheckResult],
     image_digest: str | None,
 ) -> GateResult:
-    """R3.4 + R3.5: download by digest into the cache, then the engine over the exact
-    cached bytes. Cached model files are first handed over unhashed (the engine hashes
-    them anyway); on a digest or signature mismatch the cache re-verifies every blob,
-    evicts and re-fetches what no longer matches (once), and the engine decides again."""
-    from trustload.cache import BlobCache
-    from trustload.engine import GateFacts, evaluate
+    """R3.4 + R3.5: the record's source downloads by digest into the cache, then the
+    engine decides over the exact cached bytes (whichever source delivered them)."""
+    from trustload.engine import GateFacts
+    from trustload.sources import source_for
 
     config, gate = flow.config, flow.config.gate
-    cache = BlobCache(gate.cache_dir)
-    anchors = trust_anchors(config)
+    base = GateFacts(
+        requested=flow.requested,
+        environment=gate.environment,
+        now=flow.now,
+        clock_skew=timedelta(seconds=gate.clock_skew),
+        layout=ModelLayout("directory", record.name, ()),  # replaced by the source's
+        signature_bundle=None,
+        attestation=None,
+        anchors=trust_anchors(config),
+        expect=Expectations(container_digest=image_digest or gate.runtime_container_digest),
+        record=record,
+        requester=requester,
+        trusted_state=trusted,
+        allowed_stages=_stages(gate),
+        pre_checks=tuple(flow.checks),
+        require_change_ticket=gate.require_change_ticket,
+        require_attestation_window=gate.attestation_window_required(),
+    )
+    try:
+        source = source_for(record, flow.client, config.oci)
+    except TrustloadError as exc:
+        failed = failure("download", ReasonCode.REGISTRY_UNAVAILABLE, exc)
+        return flow.deny([*early, failed], record, requester, engine.digest)
+    try:
+        result = _fetch_and_evaluate(flow, source, base, engine, early)
+    finally:
+        source.close()
+    if image_digest is not None:
+        result.decision.extra["image_digest"] = image_digest
+    return result
+
+
+def _fetch_and_evaluate(
+    flow: _Flow,
+    source: ModelSource,
+    base: GateFacts,
+    engine: PolicyEngine,
+    early: list[CheckResult],
+) -> GateResult:
+    """Cached model files are first handed over unhashed (the engine hashes them
+    anyway); on a digest or signature mismatch the cache re-verifies every blob,
+    evicts and re-fetches what no longer matches (once), and the engine decides again."""
+    from trustload.cache import BlobCache
+    from trustload.engine import evaluate
+
+    record = base.record
+    assert record is not None
+    cache = BlobCache(flow.config.gate.cache_dir)
+    max_bytes = flow.config.registry.max_download_bytes
     suspect = {ReasonCode.DIGEST_MISMATCH, ReasonCode.SIGNATURE_INVALID}
     for quick in (True, False):
         t1 = time.perf_counter()
         try:
-            fetched = fetch_model(
-                flow.client, cache, record, config.registry.max_download_bytes, quick=quick
-            )
+            fetched = source.fetch(cache, record, max_bytes, quick=quick)
         except (TrustloadError, OSError) as exc:
             # A cache that cannot be written (full disk, read-only mount) is no excuse
             # to load anything: it denies like a Registry that cannot deliver.
             failed = failure("download", ReasonCode.REGISTRY_UNAVAILABLE, exc)
             failed = failed.with_ms((time.perf_counter() - t1) * 1000.0)
-            return flow.deny([*early, failed], record, requester, engine.digest)
+            return flow.deny([*early, failed], record, base.requester, engine.digest)
         download = CheckResult.passed(
             "download", fetched.describe(), (time.perf_counter() - t1) * 1000.0
         )
-        facts = GateFacts(
-            requested=flow.requested,
-            environment=gate.environment,
-            now=flow.now,
-            clock_skew=timedelta(seconds=gate.clock_skew),
+        facts = replace(
+            base,
             layout=fetched.layout,
             signature_bundle=fetched.signature,
             attestation=fetched.attestation,
-            anchors=anchors,
-            expect=Expectations(container_digest=image_digest or gate.runtime_container_digest),
-            record=record,
-            requester=requester,
-            trusted_state=trusted,
-            allowed_stages=_stages(gate),
-            pre_checks=(*flow.checks, download),
-            require_change_ticket=gate.require_change_ticket,
-            require_attestation_window=gate.attestation_window_required(),
+            pre_checks=(*base.pre_checks, download),
         )
         outcome = evaluate(facts, engine)
         decision = outcome.decision
-        if image_digest is not None:
-            decision.extra["image_digest"] = image_digest
         if decision.permitted or not fetched.unhashed or not suspect & set(decision.reasons):
             break
     if not decision.permitted or outcome.verified is None:

@@ -164,8 +164,8 @@ def test_upgrade_from_schema_2_keeps_data_and_scopes_it_by_tenant(engine):
     with engine.begin() as conn:
         for statement in _V2_ROWS:
             conn.execute(text(statement.format(a=DIG_A, b=DIG_B, p=DIG_P)))
-    assert migrate(engine) == [3]
-    assert schema_version(engine) == 3
+    assert migrate(engine) == [3, 4]
+    assert schema_version(engine) == 4
     store = Store(engine)
     # Names are per tenant now: tenant A sees its risk, B its fraud; not each other's.
     assert store.resolve("risk", "1", _caller("A", "consumer"))["revoked_reason"] == "leaked"
@@ -189,6 +189,9 @@ def test_upgrade_from_schema_2_keeps_data_and_scopes_it_by_tenant(engine):
         revoked = conn.execute(text("SELECT digest, reason FROM revoked_digests")).all()
         assert [tuple(r) for r in revoked] == [(f"sha256:{DIG_A}", "leaked")]
         assert conn.execute(text("SELECT count(*) FROM versions")).scalar() == 2
+        # Versions published before migration 4 are served from the Registry's blobs.
+        uris = conn.execute(text("SELECT artifact_uri FROM versions")).scalars().all()
+        assert uris == [None, None]
     # Tenant B may now create its own "risk"; a second "risk" in tenant A is refused.
     with engine.begin() as conn:
         conn.execute(
@@ -207,6 +210,8 @@ def test_upgrade_from_schema_2_keeps_data_and_scopes_it_by_tenant(engine):
         "UPDATE governance_log SET actor = 'rewritten'",
         "DELETE FROM revoked_digests",
         "UPDATE revoked_digests SET reason = 'nothing to see'",
+        # Migration 4: artifact_uri is version content, immutable like the digests.
+        "UPDATE versions SET artifact_uri = 'oci://evil.example/x@sha256:" + "0" * 64 + "'",
     ):
         with pytest.raises(DBAPIError), engine.begin() as conn:
             conn.execute(text(statement))

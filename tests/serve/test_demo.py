@@ -25,6 +25,9 @@ def test_demo_runs_green(tmp_path: Path) -> None:
     if shutil.which("docker-registry"):  # R2.5: the serving image's cosign signature
         assert "ok image_signature: sha256:" in out
         assert "exit 1, IMAGE_SIGNATURE_INVALID" in out
+        # Issue 10: one version published through the OCI registry, and gated over it.
+        assert "published through the OCI registry" in out
+        assert "gate over OCI: exit 0" in out
     # Every process the demo started was stopped: their pids are gone.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(keep) not in ps

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from trustload.checks.attestation import CHECK as ATTESTATION_CHECK
@@ -135,14 +136,20 @@ def verify_referrer(ev: ReferrerEvidence, digest: str, anchors: TrustAnchors, no
     return verified.signer
 
 
-def check_image_signature(
+@dataclass(frozen=True)
+class Signed:
+    """The outcome of looking for one valid signature: who signed (where), or why not."""
+
+    signer: str | None
+    where: str
+    problems: tuple[str, ...]
+    transparency_missing: bool  # some signature verified but its required SET was absent
+
+
+def first_valid_signature(
     evidence: ImageEvidence, anchors: TrustAnchors, *, now: datetime
-) -> CheckResult:
-    start = time.perf_counter()
-    if evidence.manifest_error is not None:
-        err = evidence.manifest_error
-        code = err.code if err.code in _PASSTHROUGH else ReasonCode.IMAGE_SIGNATURE_INVALID
-        return CheckResult.failed(NAME, code, f"image manifest: {err.message}"[:500], _ms(start))
+) -> Signed:
+    """Any one valid signature suffices: ``.sig`` layers first, then bundle referrers."""
     problems: list[str] = []
     unavailable = False
     candidates: list[tuple[str, LayerEvidence | ReferrerEvidence]] = [
@@ -161,18 +168,34 @@ def check_image_signature(
         except Exception as exc:  # fail closed, never a traceback
             problems.append(f"{where}: {type(exc).__name__}")
             continue
-        return CheckResult.passed(
-            NAME, f"{evidence.digest} signed by {signer} ({where})", _ms(start)
-        )
+        return Signed(signer, where, (), False)
     for missing in (evidence.sig_error, evidence.referrers_error):
         if missing:
             problems.append(missing)
     if not candidates:
         problems.insert(0, "no cosign signature for this digest")
+    return Signed(None, "", tuple(problems), unavailable)
+
+
+def check_image_signature(
+    evidence: ImageEvidence, anchors: TrustAnchors, *, now: datetime
+) -> CheckResult:
+    start = time.perf_counter()
+    if evidence.manifest_error is not None:
+        err = evidence.manifest_error
+        code = err.code if err.code in _PASSTHROUGH else ReasonCode.IMAGE_SIGNATURE_INVALID
+        return CheckResult.failed(NAME, code, f"image manifest: {err.message}"[:500], _ms(start))
+    found = first_valid_signature(evidence, anchors, now=now)
+    if found.signer is not None:
+        return CheckResult.passed(
+            NAME, f"{evidence.digest} signed by {found.signer} ({found.where})", _ms(start)
+        )
     code = (
-        ReasonCode.TRANSPARENCY_UNAVAILABLE if unavailable else ReasonCode.IMAGE_SIGNATURE_INVALID
+        ReasonCode.TRANSPARENCY_UNAVAILABLE
+        if found.transparency_missing
+        else ReasonCode.IMAGE_SIGNATURE_INVALID
     )
-    return CheckResult.failed(NAME, code, "; ".join(problems)[:500], _ms(start))
+    return CheckResult.failed(NAME, code, "; ".join(found.problems)[:500], _ms(start))
 
 
 def _attestation_log(

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from trustload.errors import UsageError
+from trustload.publish_oci import Provenance
 
 if TYPE_CHECKING:
+    from trustload.client.api import RegistryClient
     from trustload.config import ClientFileConfig
     from trustload.facts import VersionRecord
 
@@ -102,6 +104,18 @@ def default_card(
     return card
 
 
+def resolve_card(
+    card: Path | dict[str, Any] | None, client: RegistryClient, fmt: str | None
+) -> dict[str, Any]:
+    """The card as given, read from YAML, or the publisher's own default card."""
+    if isinstance(card, dict):
+        return card
+    if card is not None:
+        return load_card(card)
+    who = client.requester()
+    return default_card(who.tenant_id, who.domain, who.purposes, fmt)
+
+
 def revalidation_deadline(card: dict[str, Any]) -> datetime | None:
     """The card's ``revalidate_by``: the default end of the attestation's validity window."""
     value = card.get("revalidate_by")
@@ -134,32 +148,19 @@ def publish_model(
         format_digest,
         manifest_bytes,
         measure_layout,
-        parse_digest,
     )
     from trustload.signing import attest_bytes, sign_layout_bundle
 
     if not key.is_file():
         raise UsageError(f"no such signing key: {key}")
-    if policy_digest is not None:
-        parse_digest(policy_digest)
-    else:
-        from trustload.policy import policy_digest as digest_of
-
-        policy_digest = digest_of(cfg.gate.policy_dir)
-
+    policy_digest = _policy_digest(cfg, policy_digest)
     layout = ModelLayout.from_path(path)
     measured = measure_layout(layout)
     files = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in measured.files]
     fmt = guess_format([f.path for f in measured.files])
     bundle = sign_layout_bundle(layout, key, password=password)
     with RegistryClient(cfg.registry) as client:
-        if isinstance(card, dict):
-            card_doc = card
-        elif card is not None:
-            card_doc = load_card(card)
-        else:
-            who = client.requester()
-            card_doc = default_card(who.tenant_id, who.domain, who.purposes, fmt)
+        card_doc = resolve_card(card, client, fmt)
         # The attestation is valid until the model must be revalidated, not forever.
         attestation = attest_bytes(
             subject_name=layout.name,
@@ -194,17 +195,121 @@ def publish_model(
         return client.publish(name, request)
 
 
+def _policy_digest(cfg: ClientFileConfig, given: str | None) -> str:
+    if given is not None:
+        from trustload.digests import parse_digest
+
+        parse_digest(given)
+        return given
+    from trustload.policy import policy_digest as digest_of
+
+    return digest_of(cfg.gate.policy_dir)
+
+
+def publish_oci_model(
+    cfg: ClientFileConfig,
+    path: Path,
+    target: str,
+    *,
+    name: str,
+    version: str,
+    key: Path,
+    provenance: Provenance,
+    card: Path | dict[str, Any] | None = None,
+    policy_digest: str | None = None,
+    not_after: datetime | None = None,
+    password: bytes | None = None,
+) -> VersionRecord:
+    """``publish PATH --oci HOST/REPO``: push a ModelPack artifact, sign and attest it
+    cosign-style, record it with ``artifact_uri`` (trustload.publish_oci)."""
+    from trustload.client.api import RegistryClient
+    from trustload.digests import ModelLayout
+    from trustload.publish_oci import Signing, publish_to_oci
+
+    if not key.is_file():
+        raise UsageError(f"no such signing key: {key}")
+    digest = _policy_digest(cfg, policy_digest)
+    fmt = guess_format([rel for rel, _ in ModelLayout.from_path(path).files])
+    with RegistryClient(cfg.registry) as client:
+        card_doc = resolve_card(card, client, fmt)
+    deadline = not_after if not_after is not None else revalidation_deadline(card_doc)
+    return publish_to_oci(
+        cfg,
+        path,
+        target,
+        name=name,
+        version=version,
+        signing=Signing(key, password, deadline),
+        provenance=provenance,
+        policy_digest=digest,
+        card=card_doc,
+        fmt=fmt,
+    )
+
+
+def _run_publish(opts: dict[str, Any]) -> VersionRecord:
+    """The CLI's three shapes: PATH to the Registry, PATH --oci, and oci:// import."""
+    from trustload.config import load_client_config
+    from trustload.publish_oci import import_from_oci
+
+    cfg = load_client_config(opts["config"])
+    password_env = os.environ.get("TRUSTLOAD_KEY_PASSWORD")
+    password = password_env.encode() if password_env else None
+    not_after = parse_time(opts["not_after"], "--not-after") if opts["not_after"] else None
+    provenance = Provenance(opts["git_sha"], opts["container_digest"], opts["dataset_snapshot"])
+    source: str = opts["path"]
+    if source.startswith("oci://"):
+        if opts["oci"] is not None or opts["key"] is not None:
+            raise UsageError("an oci:// artifact is recorded as pushed: no --oci, no --key")
+        return import_from_oci(
+            cfg,
+            source,
+            name=opts["name"],
+            version=opts["version"],
+            provenance=provenance,
+            policy_digest=_policy_digest(cfg, opts["policy_digest"]),
+            card=load_card(opts["card"]) if opts["card"] is not None else None,
+        )
+    if opts["key"] is None:
+        raise UsageError("--key is required to publish a model file or directory")
+    common: dict[str, Any] = {
+        "name": opts["name"],
+        "version": opts["version"],
+        "key": opts["key"],
+        "card": opts["card"],
+        "policy_digest": opts["policy_digest"],
+        "not_after": not_after,
+        "password": password,
+    }
+    if opts["oci"] is not None:
+        return publish_oci_model(cfg, Path(source), opts["oci"], provenance=provenance, **common)
+    return publish_model(
+        cfg,
+        Path(source),
+        git_sha=provenance.git_sha,
+        container_digest=provenance.container_digest,
+        dataset_snapshot=provenance.dataset_snapshot,
+        **common,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("publish")
     def publish(
-        path: Annotated[Path, typer.Argument(help="Model file or directory.")],
+        path: Annotated[
+            str, typer.Argument(help="Model file or directory, or oci://HOST/REPO@sha256:...")
+        ],
         name: Annotated[str, typer.Option("--name", help="Model name.")],
         version: Annotated[str, typer.Option("--version", help="Immutable version.")],
         config: Annotated[Path, typer.Option("--config", help="admin.toml")],
-        key: Annotated[Path, typer.Option("--key", help="Signing key (PKCS#8 PEM).")],
         git_sha: Annotated[str, typer.Option("--git-sha")],
         container_digest: Annotated[str, typer.Option("--container-digest")],
         dataset_snapshot: Annotated[str, typer.Option("--dataset-snapshot")],
+        key: Annotated[Path | None, typer.Option("--key", help="Signing key (PKCS#8 PEM).")] = None,
+        oci: Annotated[
+            str | None,
+            typer.Option("--oci", help="Push to this OCI registry repository (HOST/REPO)."),
+        ] = None,
         card: Annotated[Path | None, typer.Option("--card", help="Model card YAML.")] = None,
         policy_digest: Annotated[
             str | None, typer.Option("--policy-digest", help="Default: [gate].policy_dir's.")
@@ -218,25 +323,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     ) -> None:
-        """Sign, attest and upload a model version to the Registry (stage Staging)."""
-        from trustload.config import load_client_config
-
-        cfg = load_client_config(config)
-        password_env = os.environ.get("TRUSTLOAD_KEY_PASSWORD")
-        record = publish_model(
-            cfg,
-            path,
-            name=name,
-            version=version,
-            key=key,
-            git_sha=git_sha,
-            container_digest=container_digest,
-            dataset_snapshot=dataset_snapshot,
-            card=card,
-            policy_digest=policy_digest,
-            not_after=parse_time(not_after, "--not-after") if not_after else None,
-            password=password_env.encode() if password_env else None,
-        )
+        """Sign, attest and upload a model version (stage Staging): to the Registry, or
+        with --oci to an OCI registry; or record an oci:// artifact signed elsewhere."""
+        record = _run_publish(dict(locals()))
         if as_json:
             from dataclasses import asdict
 
@@ -244,8 +333,9 @@ def register(app: typer.Typer) -> None:
 
             emit_json(asdict(record))
         else:
+            where = f" at {record.artifact_uri}" if record.artifact_uri else ""
             typer.echo(
-                f"published {record.name}@{record.version} {record.artifact_digest} "
+                f"published {record.name}@{record.version} {record.artifact_digest}{where} "
                 f"(stage {record.stage}, tenant {record.card.tenant_id})",
                 err=True,
             )

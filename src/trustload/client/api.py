@@ -197,6 +197,7 @@ def parse_record(doc: Any) -> VersionRecord:
             raise RecordError("the file entry disagrees with artifact_digest / artifact_size")
     elif not files:
         raise RecordError("a directory model lists no files")
+    uri = _artifact_uri(doc, kind, artifact_digest)
     return VersionRecord(
         name=_req(doc, "name", MAX_NAME),
         version=_req(doc, "version", MAX_NAME),
@@ -223,7 +224,26 @@ def parse_record(doc: Any) -> VersionRecord:
         created_at=_time(doc.get("created_at"), "created_at"),
         served_at=_time(doc.get("served_at"), "served_at"),
         files=files,
+        artifact_uri=uri,
     )
+
+
+def _artifact_uri(doc: dict[str, Any], kind: str, artifact_digest: str) -> str | None:
+    """``artifact_uri`` (OCI versions): pinned to the record's own artifact digest."""
+    from trustload.digests import digests_equal
+    from trustload.errors import UsageError
+    from trustload.oci.reference import parse_artifact_uri
+
+    uri = _str(doc, "artifact_uri", optional=True, limit=512)
+    if uri is None:
+        return None
+    try:
+        ref = parse_artifact_uri(uri)
+    except UsageError as exc:
+        raise RecordError(str(exc)) from exc
+    if kind != "directory" or not digests_equal(ref.digest, artifact_digest):
+        raise RecordError("artifact_uri must be a directory model pinned to artifact_digest")
+    return uri
 
 
 def _seg(value: str, what: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,10 @@ def attest_image(
     container_digest: str,
     dataset_snapshot: str,
     password: bytes | None = None,
+    not_after: datetime | None = None,
 ) -> Written:
-    """``cosign attest --type slsaprovenance1 --key``: SLSA v1 provenance in DSSE."""
+    """``cosign attest --type slsaprovenance1 --key``: SLSA v1 provenance in DSSE
+    (``not_after``: the end of its validity window, e.g. a model's revalidation date)."""
     from trustload.signing import attest_bytes
 
     repo.manifest(ref.digest)
@@ -179,6 +182,7 @@ def attest_image(
         git_sha=git_sha,
         container_digest=container_digest,
         dataset_snapshot=dataset_snapshot,
+        not_after=not_after,
         password=password,
     )
     layer = Descriptor(

@@ -66,8 +66,25 @@ def _tag(digest: str, suffix: str) -> str:
     return digest.replace(":", "-", 1) + suffix
 
 
+CHANNEL_CODES = frozenset(
+    {
+        ReasonCode.REGISTRY_UNAVAILABLE,
+        ReasonCode.REGISTRY_NOT_ALLOWED,
+        ReasonCode.AUTH_FAILED,
+        ReasonCode.TLS_POLICY,
+    }
+)
+"""Errors of the channel, not of the evidence: a model gate denies with these codes
+(the registry is down) rather than calling the signature missing."""
+
+
 def _layers(
-    reader: OciReader, digest: str, suffix: str, media_type: str, limit: int
+    reader: OciReader,
+    digest: str,
+    suffix: str,
+    media_type: str,
+    limit: int,
+    channel_errors: bool = False,
 ) -> tuple[tuple[LayerEvidence, ...], str | None]:
     code = ReasonCode.IMAGE_SIGNATURE_INVALID
     try:
@@ -76,6 +93,8 @@ def _layers(
             return (), f"no {_tag(digest, suffix)} manifest"
         parsed = parse_signature_manifest(manifest.raw, code=code)
     except TrustloadError as exc:
+        if channel_errors and exc.code in CHANNEL_CODES:
+            raise
         return (), f"{_tag(digest, suffix)}: {exc.message}"
     out: list[LayerEvidence] = []
     for i, layer in enumerate(parsed.layers):
@@ -105,6 +124,24 @@ def collect_signatures(reader: OciReader, digest: str) -> ImageEvidence:
         reader, digest, ".sig", SIMPLE_SIGNING_MEDIA_TYPE, MAX_SIGNATURE_LAYER_BYTES
     )
     return ImageEvidence(digest, signatures=sigs, sig_error=sig_error)
+
+
+def collect_model_evidence(reader: OciReader, digest: str) -> ImageEvidence:
+    """A model artifact's signatures (``.sig``, else bundle referrers) and ``.att``
+    attestations; its manifest was fetched and verified by the caller. A registry that
+    cannot be reached raises (its own code) instead of reading as "no signature"."""
+    sigs, sig_error = _layers(
+        reader, digest, ".sig", SIMPLE_SIGNING_MEDIA_TYPE, MAX_SIGNATURE_LAYER_BYTES, True
+    )
+    atts, att_error = _layers(
+        reader, digest, ".att", DSSE_MEDIA_TYPE, MAX_ATTESTATION_LAYER_BYTES, True
+    )
+    evidence = ImageEvidence(
+        digest, signatures=sigs, sig_error=sig_error, attestations=atts, att_error=att_error
+    )
+    if not sigs or not atts:  # cosign 3 writes Sigstore bundles as referrers instead
+        evidence = collect_referrers(reader, evidence)
+    return evidence
 
 
 def collect_attestations(reader: OciReader, evidence: ImageEvidence) -> ImageEvidence:

@@ -70,6 +70,25 @@ def parse_reference(text: str) -> Reference:
     return RegistryRef(m["host"], m["repo"], m["digest"], m["tag"])
 
 
+ARTIFACT_URI_PREFIX = "oci://"
+MAX_ARTIFACT_URI = 512
+
+
+def parse_artifact_uri(text: str) -> RegistryRef:
+    """A version record's ``artifact_uri``: ``oci://HOST[:PORT]/REPO@sha256:<hex>``,
+    pinned by digest, no tag (the record is immutable; a tag would only mislead)."""
+    if not isinstance(text, str) or len(text) > MAX_ARTIFACT_URI:
+        raise UsageError("artifact_uri must be a string of at most 512 characters")
+    m = _REGISTRY_REF.fullmatch(text.removeprefix(ARTIFACT_URI_PREFIX))
+    if not text.startswith(ARTIFACT_URI_PREFIX) or m is None or m["digest"] is None or m["tag"]:
+        raise UsageError(f"{text[:200]!r}: expected oci://HOST[:PORT]/REPO@sha256:<64 hex>")
+    return RegistryRef(m["host"].lower(), m["repo"], m["digest"])
+
+
+def artifact_uri(ref: RegistryRef) -> str:
+    return f"{ARTIFACT_URI_PREFIX}{ref.host}/{ref.repository}@{ref.digest}"
+
+
 def parse_registry_ref(text: str) -> RegistryRef:
     """Like :func:`parse_reference`, but only a registry reference will do."""
     ref = parse_reference(text)

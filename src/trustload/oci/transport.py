@@ -145,6 +145,10 @@ class OciTransport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def backoff(self, attempt: int) -> None:
+        """Jittered exponential backoff before retry ``attempt + 1`` (the blob cache's)."""
+        self._backoff(attempt)
+
     def _backoff(self, attempt: int) -> None:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
         self._sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto

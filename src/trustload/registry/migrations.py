@@ -351,6 +351,21 @@ def _m3_tenancy(conn: Connection) -> None:
         )
 
 
+# ------------------------------------------------------------------ 4: OCI artifacts
+
+
+def _m4_artifact_uri(conn: Connection) -> None:
+    """``versions.artifact_uri`` (``oci://HOST/REPO@sha256:<manifest>``), NULL for every
+    version published so far (their bytes are in this Registry's blob store). Like all
+    version content it is immutable once written."""
+    conn.execute(text("ALTER TABLE versions ADD COLUMN artifact_uri VARCHAR(600)"))
+    guard = {"versions_artifact_uri_immutable": "BEFORE UPDATE OF artifact_uri ON versions"}
+    if _dialect(conn) == "postgresql":
+        _pg_triggers(conn, guard)
+    else:
+        _sqlite_triggers(conn, guard)
+
+
 # ------------------------------------------------------------------ running them
 
 
@@ -369,6 +384,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "tenant-owned model names, blob ownership, revoked digests, tenant of log events",
         _m3_tenancy,
     ),
+    Migration(4, "artifact_uri: versions whose bytes live in an OCI registry", _m4_artifact_uri),
 )
 
 

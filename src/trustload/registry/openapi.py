@@ -68,6 +68,10 @@ class FileOut(BaseModel):
 
 
 _DIGEST = json_pattern(Kind.DIGEST)
+ARTIFACT_URI_PATTERN = (
+    r"^oci://[A-Za-z0-9.\[\]:-]+(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+@sha256:[0-9a-f]{64}$"
+)
+"""``oci://HOST[:PORT]/REPO@sha256:<hex>`` (the exact grammar: trustload.oci.reference)."""
 
 
 class VersionRecordOut(BaseModel):
@@ -92,6 +96,7 @@ class VersionRecordOut(BaseModel):
     signature_digest: str | None = Field(pattern=_DIGEST)
     attestation_digest: str | None = Field(pattern=_DIGEST)
     files: list[FileOut]
+    artifact_uri: str | None = Field(pattern=ARTIFACT_URI_PATTERN, max_length=512)
     alias: str | None = Field(pattern=json_pattern(Kind.NAME))
     alias_revision: int | None = Field(ge=1)
     change_ticket: str | None

@@ -44,6 +44,7 @@ class PublishRequest:
     signature_digest: str | None
     attestation_digest: str | None
     card: dict[str, Any]
+    artifact_uri: str | None = None  # an OCI version: its bytes live in an OCI registry
 
 
 def check_digest(value: str, what: str) -> str:
@@ -129,6 +130,36 @@ def _check_evidence(req: PublishRequest, blob_size: BlobSize, model_blobs: set[s
     return referenced
 
 
+def _check_oci(req: PublishRequest) -> None:
+    """An OCI version: pinned by its manifest digest, which is ``artifact_digest``; its
+    files (the manifest's layers) obey the directory rules; its signature and
+    attestation live beside it in the OCI registry (cosign), not in this one. The
+    Registry holds none of its bytes, so it references none of its blobs."""
+    from trustload.errors import UsageError
+    from trustload.oci.reference import parse_artifact_uri
+
+    assert req.artifact_uri is not None
+    try:
+        ref = parse_artifact_uri(req.artifact_uri)
+    except UsageError as exc:
+        raise bad_request(str(exc)) from exc
+    if ref.digest != req.artifact_digest:
+        raise bad_request("artifact_uri must be pinned to artifact_digest (the manifest digest)")
+    if req.kind != "directory":
+        raise bad_request("an OCI version is a directory model (one file per layer)")
+    if req.signature_digest is not None or req.attestation_digest is not None:
+        raise bad_request("an OCI version's signature and attestation live in its OCI registry")
+    if sum(f.size for f in req.files) != req.artifact_size:
+        raise bad_request("artifact_size must be the sum of the files' sizes")
+    try:
+        manifest_bytes(req.files)  # path rules, no duplicates
+    except Exception as exc:
+        raise bad_request(f"files do not form a valid model: {exc}") from exc
+    for f in req.files:
+        if not Kind.HEX64.accepts(f.sha256) or f.size < 0:
+            raise bad_request(f"bad file entry {f.path!r}")
+
+
 def check_artifact(req: PublishRequest, blob_size: BlobSize, blob_read: BlobRead) -> set[str]:
     """Every digest named must be an uploaded blob of the stated size; a directory's
     manifest must list exactly ``files``. Returns the hex digests referenced."""
@@ -138,6 +169,9 @@ def check_artifact(req: PublishRequest, blob_size: BlobSize, blob_read: BlobRead
         raise bad_request("artifact_size must be >= 0")
     if not req.files:
         raise bad_request("files must list at least one file")
+    if req.artifact_uri is not None:
+        _check_oci(req)
+        return set()
     model_blobs = _check_files(req, blob_size)
     _check_layout(req, blob_size, blob_read)
     model_blobs.add(req.artifact_digest.removeprefix("sha256:"))

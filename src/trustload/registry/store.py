@@ -123,6 +123,7 @@ class VersionRow(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     quarantine_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    artifact_uri: Mapped[str | None] = mapped_column(String(600), nullable=True)
 
 
 class StageChangeRow(Base):
@@ -334,6 +335,7 @@ def version_record(
         "signature_digest": v.signature_digest,
         "attestation_digest": v.attestation_digest,
         "files": _loads(v.files_json),
+        "artifact_uri": v.artifact_uri,
         "alias": alias.alias if alias else None,
         "alias_revision": alias.revision if alias else None,
         "change_ticket": alias.change_ticket if alias else None,
@@ -645,6 +647,7 @@ class Store:
                     dataset_snapshot=req.dataset_snapshot,
                     signature_digest=req.signature_digest,
                     attestation_digest=req.attestation_digest,
+                    artifact_uri=req.artifact_uri,
                     card_json=json.dumps(req.card, sort_keys=True),
                     files_json=json.dumps(
                         [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in req.files]
