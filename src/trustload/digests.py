@@ -233,9 +233,6 @@ class ModelLayout:
     the checks use them instead of reading a file again, while they still describe it."""
     # An OCI model (a directory whose identity is its image manifest): the manifest's bytes.
     oci_manifest: bytes | None = field(default=None, repr=False)
-    # Digests the source measured of these very files in this same run, while it
-    # downloaded them (or re-verified them in the cache): one pass over the bytes.
-    measured: tuple[FileEntry, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], ignore: Sequence[str] = ()) -> ModelLayout:

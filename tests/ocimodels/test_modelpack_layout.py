@@ -167,27 +167,30 @@ def test_malformed_manifests_are_refused(raw: bytes) -> None:
     refused(raw)
 
 
-def _oci_layout(tmp_path: Any, data: bytes, measured_size: int | None = None) -> Any:
+def _oci_layout(tmp_path: Any, data: bytes, *, known: bool = False) -> Any:
+    """An OCI model layout of one layer; with ``known``, carrying the digests a download
+    would have computed of the blob as it is on disk now (:mod:`trustload.streamhash`)."""
     import hashlib
+    import os
     from pathlib import Path
 
-    from trustload.digests import FileEntry, ModelLayout
+    from trustload.digests import ModelLayout
+    from trustload.streamhash import FileIdentity, KnownDigests
 
     root = Path(tmp_path)
-    (root / "blob").write_bytes(data)
+    blob = root / "blob"
+    blob.write_bytes(data)
     hexdigest = hashlib.sha256(data).hexdigest()
     raw = manifest(layer("model.bin", f"sha256:{hexdigest}") | {"size": len(data)})
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    measured = None
-    if measured_size is not None:
-        measured = (FileEntry("model.bin", hexdigest, measured_size),)
+    facts = (KnownDigests(blob, FileIdentity.of(os.lstat(blob)), hexdigest, None, ()),)
     return ModelLayout(
         "directory",
         "m",
-        (("model.bin", root / "blob"),),
+        (("model.bin", blob),),
         digest=digest,
         oci_manifest=raw,
-        measured=measured,
+        known=facts if known else (),
     )
 
 
@@ -195,13 +198,16 @@ def test_oci_measurement_hashes_or_reuses_the_download_pass(tmp_path: Any) -> No
     from trustload.checks.oci_model import measure_oci_layout
 
     hashed = measure_oci_layout(_oci_layout(tmp_path, b"weights"))
-    reused = measure_oci_layout(_oci_layout(tmp_path, b"weights", measured_size=7))
+    reused = measure_oci_layout(_oci_layout(tmp_path, b"weights", known=True))
     assert hashed == reused and hashed.digest.startswith("sha256:")
     # Bytes that differ from the layer digest, when hashed here: refused.
     layout = _oci_layout(tmp_path, b"weights")
     (tmp_path / "blob").write_bytes(b"WEIGHTS")
     with pytest.raises(FormatError, match="differs from its layer"):
         measure_oci_layout(layout)
-    # A file whose size changed since the source measured it: refused without hashing.
-    with pytest.raises(FormatError, match="changed on disk"):
-        measure_oci_layout(_oci_layout(tmp_path, b"weights!", measured_size=7))
+    # Written in place after the download's digests were taken: the facts no longer
+    # describe the file, so it is hashed again and refused.
+    stale = _oci_layout(tmp_path, b"weights", known=True)
+    (tmp_path / "blob").write_bytes(b"WEIGHTS")
+    with pytest.raises(FormatError, match="differs from its layer"):
+        measure_oci_layout(stale)

@@ -20,8 +20,6 @@ OCI model exactly as any other model.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -49,19 +47,15 @@ def _failed(code: ReasonCode, detail: str, ms: float = 0.0) -> SignatureOutcome:
 
 
 def _files_of(layout: ModelLayout) -> tuple[FileEntry, ...]:
-    """Each file's digest: measured by the source in this run while it streamed (the
-    cache hashed it and renamed it under that digest, read-only), else hashed now. The
-    sizes are checked on disk either way; the loader re-hashes what it loads."""
-    if layout.measured is None:
-        return measure_layout(replace(layout, oci_manifest=None, digest=None)).files
-    where = dict(layout.files)
-    if sorted(e.path for e in layout.measured) != sorted(where):
-        raise FormatError(ReasonCode.DIGEST_MISMATCH, "measured files are not the layout's")
-    for entry in layout.measured:
-        st = os.stat(where[entry.path], follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-            raise FormatError(ReasonCode.DIGEST_MISMATCH, f"{entry.path!r} changed on disk")
-    return tuple(sorted(layout.measured))
+    """Each file's digest: from the digests the cache computed while it wrote these very
+    files in this run (:mod:`trustload.streamhash`, still describing them), else hashed
+    now. The loader re-hashes what it loads either way."""
+    from trustload.streamhash import known_entries
+
+    known = known_entries(layout)
+    if known is not None:
+        return known
+    return measure_layout(replace(layout, oci_manifest=None, digest=None, known=())).files
 
 
 def measure_oci_layout(layout: ModelLayout) -> MeasuredArtifact:

@@ -196,6 +196,7 @@ class OciSource:
         max_bytes: int,
         quick: bool,
     ) -> Fetched:
+        from trustload.cache import facts_of
         from trustload.oci.evidence import collect_model_evidence
         from trustload.oci.modelpack import parse_model_manifest
 
@@ -217,15 +218,14 @@ class OciSource:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oci-layer") as pool:
             results = list(pool.map(one, parsed.files))
         # One pass: a layer downloaded (or re-verified) now was hashed while it streamed
-        # and matched its descriptor; the signature check reuses those digests.
-        hashed_now = all(res.hashed for res in results)
+        # and matched its descriptor; the checks reuse those digests (streamhash facts).
         layout = ModelLayout(
             "directory",
             record.name,
             tuple((path, res.path) for (path, _l), res in zip(parsed.files, results, strict=True)),
             digest=self.ref.digest,
             oci_manifest=manifest.raw,
-            measured=parsed.entries() if hashed_now else None,
+            known=facts_of(results),
         )
         evidence = collect_model_evidence(repo, self.ref.digest)
         return Fetched(layout, evidence, pick_attestation(evidence)).count(results)
