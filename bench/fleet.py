@@ -312,6 +312,33 @@ def curl_seconds(stack: Stack, runs: int = 3) -> float:
     return statistics.median(times)
 
 
+def curl_fleet_seconds(stack: Stack, n: int) -> tuple[float, float]:
+    """p50 and p99 of ``n`` curl processes started together, each downloading the model
+    blob from docker-registry to its own file: the same fan-out as the fleet, with no
+    gate in it (no hashing, no fsync, no Registry), so the ratio shows what the gate adds
+    when the machine, not the gate, is the bottleneck."""
+    repo = MODEL_REPO if stack.via == "oci" else BLOB_REPO
+    url = f"https://{stack.oci_direct}/v2/{repo}/blobs/sha256:{stack.blob_hex}"
+    outs = [stack.tmp / f"curl-fleet-{i}.bin" for i in range(n)]
+    argv = ["curl", "-sSf", "--cacert", str(stack.oci_ca), "-w", "%{time_total}", "-o"]
+    procs = [subprocess.Popen([*argv, str(o), url], stdout=subprocess.PIPE) for o in outs]
+    times = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+            if proc.returncode != 0:
+                raise SystemExit(f"a fleet curl failed ({proc.returncode})")
+            times.append(float(out.decode()))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for o in outs:
+            o.unlink(missing_ok=True)
+    return statistics.median(times), percentile(times, 0.99)
+
+
 # --------------------------------------------------------------------------- the fleet
 
 
@@ -449,7 +476,8 @@ def choose_via(asked: str | None) -> str:
 
 
 def report(args: argparse.Namespace, via: str, out: Outcome, stack: Stack, probe: float,
-           curl: float, registry: tuple[int, int], oci: tuple[int, int]) -> None:  # fmt: skip
+           curl: float, curls: tuple[float, float], registry: tuple[int, int],
+           oci: tuple[int, int]) -> None:  # fmt: skip
     n = args.gates
     p50, p99 = statistics.median(out.latencies), percentile(out.latencies, 0.99)
     print(
@@ -461,6 +489,10 @@ def report(args: argparse.Namespace, via: str, out: Outcome, stack: Stack, probe
         f"curl (baseline)  : {curl:.3f} s for one {args.size_mib} MiB download from docker-registry"
     )
     print(f"p99 / curl       : {p99 / curl:.1f} x  (p50 / curl {p50 / curl:.1f} x)")
+    print(
+        f"{n} curls at once : p50 {curls[0]:.2f} s, p99 {curls[1]:.2f} s "
+        f"(fleet p99 / curl-fleet p99 {p99 / curls[1]:.1f} x)"
+    )
     print(f"registry sessions: {registry[1]}, oci sessions: {oci[1]} (nginx access logs)")
     print(f"fleet needed     : {n * args.size_mib} MiB of model bytes in all")
     if out.failures:
@@ -498,13 +530,16 @@ def main() -> None:
             if probe.permitted != 1:
                 raise SystemExit(f"a single gate is denied: {probe.failures}")
             curl = curl_seconds(stack)
+            curls = curl_fleet_seconds(stack, args.gates)
             offsets = log_size(stack.front.registry_log), log_size(stack.front.oci_log)
             configs = gate_configs(stack, args.gates, stack.gate_env_root)
             outcome = run_fleet(stack, configs, args.ref)
             stack.stop_front_and_replicas()
             registry = served_bytes(stack.front.registry_log, offsets[0])
             oci = served_bytes(stack.front.oci_log, offsets[1])
-            report(args, via, outcome, stack, max(probe.latencies), curl, registry, oci)
+            report(
+                args, via, outcome, stack, max(probe.latencies), curl, curls, registry, oci
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
