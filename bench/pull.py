@@ -102,7 +102,7 @@ def main() -> None:
             trustload = [
                 sys.executable,
                 "-m",
-                "trustload.cli.main",
+                "trustload.cli.entry",  # the `trustload` console script
                 "verify",
                 "big@production",
                 "--config",
