@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,11 +56,18 @@ def write_model(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-def timed_verify(cmd: list[str]) -> tuple[float, dict[str, object]]:
-    start = time.perf_counter()
+def child_cpu() -> float:
+    """User + system CPU seconds of every waited-for child so far (this process only)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed_verify(cmd: list[str]) -> tuple[float, float, dict[str, object]]:
+    """Wall seconds, CPU seconds (less sensitive to a loaded box) and the decision."""
+    start, cpu = time.perf_counter(), child_cpu()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    return elapsed, json.loads(done.stdout)
+    return elapsed, child_cpu() - cpu, json.loads(done.stdout)
 
 
 def runs(times: list[float]) -> str:
@@ -102,7 +110,7 @@ def main() -> None:
             trustload = [
                 sys.executable,
                 "-m",
-                "trustload.cli.main",
+                "trustload.cli.entry",  # the `trustload` console script
                 "verify",
                 "big@production",
                 "--config",
@@ -112,13 +120,16 @@ def main() -> None:
             out = tmp / "curl.bin"
             ours: list[float] = []
             base: list[float] = []
+            ours_cpu: list[float] = []
+            base_cpu: list[float] = []
 
             def run_ours() -> dict[str, object]:
                 shutil.rmtree(gate_cfg.gate.cache_dir, ignore_errors=True)
                 shutil.rmtree(gate_cfg.gate.state_dir, ignore_errors=True)
-                elapsed, decision = timed_verify(trustload)
+                elapsed, cpu, decision = timed_verify(trustload)
                 assert decision["decision"] == "permit", decision
                 ours.append(elapsed)
+                ours_cpu.append(cpu)
                 return decision
 
             def run_base() -> None:
@@ -132,7 +143,7 @@ def main() -> None:
                     ttl=300,
                 )
                 out.unlink(missing_ok=True)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), child_cpu()
                 subprocess.run(
                     [
                         "curl",
@@ -154,6 +165,7 @@ def main() -> None:
                     check=True,
                 )
                 base.append(time.perf_counter() - start)  # the clock stops before the check
+                base_cpu.append(child_cpu() - cpu)
                 got = subprocess.run(
                     ["sha256sum", str(out)], check=True, capture_output=True, text=True
                 ).stdout.split()[0]
@@ -175,11 +187,13 @@ def main() -> None:
         print(f"last verify, per check (ms): {steps}; gate total {decision['latency_ms']:.0f} ms")
         print(f"model size                 : {args.size_mib} MiB")
         # Both sides share the machine's cores with the Registry (and whatever else runs):
-        # a loaded machine hurts the side that needs more CPU (two SHA-256 passes) most.
+        # a loaded machine hurts the side that needs more CPU (its SHA-256 pass) most.
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"load average (1/5/15 min)  : {load} (before the runs: {load_before})")
         print(f"trustload verify (cold)    : {t_ours:.2f} s  (runs: {runs(ours)})")
         print(f"curl alone (baseline)      : {t_base:.2f} s  (runs: {runs(base)})")
+        cpu_ours, cpu_base = statistics.median(ours_cpu), statistics.median(base_cpu)
+        print(f"CPU s, verify / curl       : {cpu_ours:.2f} / {cpu_base:.2f}  (user+sys, medians)")
         pairs = [o / b for o, b in zip(ours, base, strict=True)]
         print(f"per-round ratios           : {runs(pairs)}")
         print(f"ratio cold verify / curl   : {t_ours / t_base:.2f}  (medians; target <= 1.1)")

@@ -6,10 +6,11 @@ Why it looks like this:
   appears under its final name before its bytes hashed to that name (temp file in the
   same directory, fsync, constant-time compare, atomic rename, fsync of the directory).
 * **One pass.** A download is hashed while it streams to disk, so a cold pull costs one
-  read of the network and no second read of the disk. The same pass computes the shard
-  digests a model signature needs (:mod:`trustload.streamhash`), and a
-  :class:`BlobResult` hands them on as an in-memory fact, so the checks do not read the
-  file again. Every source that streams through :meth:`BlobCache.ensure` gets them.
+  read of the network and no second read of the disk. Its SHA-256 is also the digest a
+  files-mode model signature (trustload's own, for every size) needs; a cache told a
+  shard size also computes shard digests in the same pass (:mod:`trustload.streamhash`).
+  A :class:`BlobResult` hands them on as an in-memory fact, so the checks do not read
+  the file again. Every source that streams through :meth:`BlobCache.ensure` gets them.
 * **Bounded.** Bytes beyond the recorded size are refused as they arrive; an answer
   that ends cleanly but short is the wrong content (DIGEST_MISMATCH); a connection that
   breaks mid-body is resumed with ``Range`` a bounded number of times, then
@@ -41,7 +42,7 @@ from trustload.digests import digests_equal, parse_digest
 from trustload.errors import RegistryError, TrustloadError
 from trustload.fsutil import fsync_dir
 from trustload.identifiers import parse_decimal
-from trustload.streamhash import Digester, KnownDigests, Pipeline, digest_fd, planned_shard_size
+from trustload.streamhash import Digester, KnownDigests, Pipeline, digest_fd
 
 if TYPE_CHECKING:
     from trustload.sources.base import BlobClient
@@ -146,16 +147,24 @@ class BlobCache:
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         progress: bool | None = None,
-        shard_plan: Callable[[int | None], int | None] = planned_shard_size,
+        shard_plan: Callable[[int | None], int | None] | None = None,
     ) -> None:
         """``shard_plan`` maps a recorded size to the shard size whose digests a
-        download of that size computes as it streams (None: whole-file SHA-256 only)."""
+        download of that size computes as it streams (None: whole-file SHA-256 only).
+
+        The default plans none: trustload signs every file in files mode, whose digest
+        *is* the whole-file SHA-256, so a second hash over the bytes would be wasted CPU
+        on the cold path. A shard-mode signature from another signer still verifies; its
+        check hashes the shards after the download."""
         self.root = root
         self.shard_plan = shard_plan
         self.blobs = root / "blobs" / "sha256"
         self.locks = root / "locks"
         self.lock_timeout = lock_timeout
         self.progress = sys.stderr.isatty() if progress is None else progress
+
+    def _digester(self, size: int | None) -> Digester:
+        return Digester(self.shard_plan(size) if self.shard_plan is not None else None)
 
     def path_for(self, digest: str) -> Path:
         return self.blobs / parse_digest(digest)
@@ -188,7 +197,7 @@ class BlobCache:
     def verify_cached(self, digest: str, size: int | None) -> KnownDigests | None:
         """Hash the cached copy again; its digests iff it is exactly the pinned bytes.
 
-        The shard digests are computed in the same read (see :mod:`trustload.streamhash`).
+        Planned shard digests are computed in the same read (:mod:`trustload.streamhash`).
         """
         path = self.path_for(digest)
         try:
@@ -202,7 +211,7 @@ class BlobCache:
                 return None
             if size is not None and st.st_size != size:
                 return None
-            dig = Digester(self.shard_plan(size))
+            dig = self._digester(size)
             if digest_fd(dig, fd, st.st_size) != st.st_size:
                 return None
             if not digests_equal(dig.hexdigest(), parse_digest(digest)):
@@ -292,7 +301,7 @@ class BlobCache:
             if have > cap:
                 os.ftruncate(fd, 0)
                 have = 0
-            state = _Partial(have, Digester(self.shard_plan(size)))
+            state = _Partial(have, self._digester(size))
             if have:
                 digest_fd(state.dig, fd, have)
             resumed_from = have

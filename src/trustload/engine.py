@@ -415,9 +415,9 @@ def _measure_and_sign(facts: GateFacts, need_digest: bool) -> _Measured:
 
     Files the cache has just downloaded carry the digests computed in that one pass
     (``layout.known``), which stand in for measuring them. Otherwise the signature check
-    hashes the files; its digests are reused when they cover the layout. A large single
-    file is signed in shard mode (no whole-file SHA-256), so it is measured concurrently
-    instead of afterwards (~1x hash time on 2 cores, not 1.5x).
+    hashes the files; its digests are reused when they cover the layout. A file signed in
+    shard mode (another signer; trustload signs in files mode) yields no whole-file
+    SHA-256, so it is measured concurrently instead of afterwards.
     """
     from trustload.checks.oci_model import check_signature
     from trustload.streamhash import known_entries

@@ -3,8 +3,13 @@
 ``sign_model`` writes a Sigstore bundle v0.3 whose DSSE envelope carries the
 model-signing v1.0 in-toto statement over every file's SHA-256; it verifies with
 model-signing 1.1.1's key verifier (``use_elliptic_key_verifier``) and with trustload.
-Single files above :data:`SHARD_THRESHOLD` are signed in model-signing's shard mode
-(``shard_size`` = :data:`SHARD_SIZE`) so that verification hashes shards on every core.
+Every file, whatever its size, is signed in model-signing's *files* mode: its resource
+digest is its whole-file SHA-256, which is also its content address in the Registry and
+the gate's cache. A cold gate therefore needs one SHA-256 pass over each model byte, the
+one it computes while downloading (issue 10, "One pass over the bytes"); a shard-mode
+signature would need a second set of digests over the same bytes. Shard mode stays an
+explicit opt-in (``shard_size``) for single files, for interop tests and for signers
+that want re-verification spread over cores at the price of that second pass.
 
 ``attest_bytes`` writes a bare DSSE envelope (``application/vnd.in-toto+json``) holding
 an in-toto Statement v1 with an SLSA provenance v1 predicate (see
@@ -30,7 +35,7 @@ from trustload.formats.dsse import IN_TOTO_PAYLOAD_TYPE, pae
 from trustload.formats.oms import Resource, build_statement
 from trustload.formats.slsa import SLSA_V1, build_predicate, sha256_hex_of
 from trustload.fsutil import atomic_write_bytes
-from trustload.streamhash import SHARD_SIZE, SHARD_THRESHOLD, shard_ranges
+from trustload.streamhash import shard_ranges
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -44,8 +49,14 @@ def _dsse_envelope(key: PrivateKey, payload: bytes) -> dict[str, object]:
     }
 
 
-def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | None]:
-    """Hash a layout into model-signing resources, in parallel threads, streaming."""
+def _hash_resources(
+    layout: ModelLayout, shard_size: int | None = None
+) -> tuple[str, list[Resource], int | None]:
+    """Hash a layout into model-signing resources, in parallel threads, streaming.
+
+    Files mode unless ``shard_size`` asks for shard mode (single files only)."""
+    if shard_size is not None and (layout.kind != "file" or shard_size <= 0):
+        raise UsageError("shard mode takes a positive shard size and a single-file model")
 
     def open_checked(where: Path) -> int:
         fd = os.open(where, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -58,16 +69,17 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
         ((_rel, where),) = layout.files
         fd = open_checked(where)
         try:
-            size = os.fstat(fd).st_size
-            if size <= SHARD_THRESHOLD:
+            if shard_size is None:
                 return "files", [Resource(".", None, None, sha256_fd(fd))], None
-            ranges = shard_ranges(size, SHARD_SIZE)
+            ranges = shard_ranges(os.fstat(fd).st_size, shard_size)
+            if not ranges:
+                raise UsageError("shard mode cannot sign an empty file")
             with ThreadPoolExecutor(max_workers=min(workers(), len(ranges))) as pool:
                 digests = list(pool.map(lambda r: sha256_fd(fd, r[0], r[1]), ranges))
             return (
                 "shards",
                 [Resource(".", s, e, d) for (s, e), d in zip(ranges, digests, strict=True)],
-                SHARD_SIZE,
+                shard_size,
             )
         finally:
             os.close(fd)
@@ -87,12 +99,17 @@ def _hash_resources(layout: ModelLayout) -> tuple[str, list[Resource], int | Non
 
 
 def sign_layout_bundle(
-    layout: ModelLayout, key_path: Path, *, password: bytes | None = None
+    layout: ModelLayout,
+    key_path: Path,
+    *,
+    password: bytes | None = None,
+    shard_size: int | None = None,
 ) -> bytes:
-    """Sign a model layout; return the model-signing v1.0 bundle bytes."""
+    """Sign a model layout; return the model-signing v1.0 bundle bytes (files mode
+    unless ``shard_size`` is given, see the module docstring)."""
     key = load_private_key(key_path, password)
-    method, resources, shard_size = _hash_resources(layout)
-    statement = build_statement(layout.name, method, resources, shard_size)
+    method, resources, shards = _hash_resources(layout, shard_size)
+    statement = build_statement(layout.name, method, resources, shards)
     payload = json.dumps(statement, indent=2).encode("utf-8")
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -124,14 +141,22 @@ def _refuse_inside(model: Path, out: Path) -> None:
 
 
 def sign_model(
-    path: Path, key_path: Path, out: Path | None = None, *, password: bytes | None = None
+    path: Path,
+    key_path: Path,
+    out: Path | None = None,
+    *,
+    password: bytes | None = None,
+    shard_size: int | None = None,
 ) -> Path:
-    """Sign a model file or directory; symlinks and special files are refused."""
+    """Sign a model file or directory; symlinks and special files are refused.
+
+    ``shard_size`` opts a single file into model-signing's shard mode (see the module
+    docstring for why files mode is the default)."""
     path = Path(path)
     layout = ModelLayout.from_path(path)
     target = Path(out) if out is not None else default_signature_path(path)
     _refuse_inside(path, target)
-    data = sign_layout_bundle(layout, key_path, password=password)
+    data = sign_layout_bundle(layout, key_path, password=password, shard_size=shard_size)
     atomic_write_bytes(target, data)
     return target
 

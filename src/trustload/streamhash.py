@@ -1,11 +1,14 @@
 """One pass over the bytes: every digest a model's checks need, computed as it streams.
 
 A cold pull used to hash a model file twice: once while downloading (its SHA-256 is
-its content address) and again afterwards, when the signature check hashed the file's
-shards (model-signing shard mode) and the engine measured the artifact digest. Here a
-:class:`Digester` computes the whole-file SHA-256 *and* the shard digests from the one
-stream of bytes written to disk, on two threads beside the writer (``hashlib``
-releases the GIL), and the result becomes a :class:`KnownDigests` fact.
+its content address) and again afterwards, when the signature check hashed the file
+and the engine measured the artifact digest. Here a :class:`Digester` computes the
+whole-file SHA-256 from the one stream of bytes written to disk, on a thread beside
+the writer (``hashlib`` releases the GIL), and the result becomes a
+:class:`KnownDigests` fact. trustload signs every file in model-signing's files mode,
+so that SHA-256 is all its signature needs: one hash pass in total. A cache told a
+shard size (a shard-mode signer) also computes those shard digests, on a second
+thread in the same pass.
 
 Trust boundary (why a fact may stand in for reading the file):
 
@@ -43,18 +46,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trustload.digests import FileEntry, ModelLayout
 
-SHARD_THRESHOLD = 256 * 1024 * 1024
-"""trustload signs single files above this in model-signing's shard mode ..."""
-SHARD_SIZE = 64 * 1024 * 1024
-"""... with this shard size (so a warm re-verification hashes shards on every core)."""
 READ_CHUNK = 4 * 1024 * 1024
-
-
-def planned_shard_size(size: int | None) -> int | None:
-    """The shard size a download computes shard digests for: trustload's own signing
-    rule (:mod:`trustload.signing`). A signature with another shard size still verifies;
-    its check then hashes the file after the download, as before."""
-    return SHARD_SIZE if size is not None and size > SHARD_THRESHOLD else None
 
 
 def shard_ranges(size: int, shard_size: int) -> list[tuple[int, int]]:

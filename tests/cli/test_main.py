@@ -50,7 +50,7 @@ def test_exit_status_contract(kind: str, status: int, stderr_has: str) -> None:
 
 def test_unknown_option_is_usage_error() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "trustload.cli.main", "verify", "--no-such-flag"],
+        [sys.executable, "-m", "trustload.cli.main", "sign", "--no-such-flag"],
         capture_output=True,
         text=True,
         timeout=60,

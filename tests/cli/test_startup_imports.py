@@ -2,7 +2,7 @@
 
 The server stacks (fastapi, starlette, uvicorn, sqlalchemy) belong to ``serve`` and
 ``registry serve`` only; ``--help`` never needs them. The fast commands (``verify-files``,
-``verify-image``) run without typer, pydantic and rich, through either door (the console
+``verify-image``, ``verify``) run without typer, pydantic and rich, through either door (the console
 script's dispatch, or the typer application forwarding to them). Checked on
 ``sys.modules`` in a fresh interpreter; speed itself is measured in bench/cli_startup.py.
 """
@@ -69,7 +69,7 @@ def test_command_help_loads_no_server_stack(command: str) -> None:
     assert not set(run["loaded"]) & set(SERVER_STACK), run["loaded"]  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("command", ["verify-files", "verify-image"])
+@pytest.mark.parametrize("command", ["verify-files", "verify-image", "verify"])
 def test_fast_commands_start_without_typer(command: str) -> None:
     run = _run(command, "--help")
     assert run["code"] == 0 and f"usage: trustload {command}" in str(run["out"])

@@ -1,8 +1,9 @@
 """One pass over the bytes: the digests computed while streaming equal the reference.
 
-The shard digests the cache computes while a download streams must be exactly those
-model-signing's own shard serializer computes from the file on disk, for every size
-around shard boundaries and however the stream happens to be chunked.
+trustload signs in files mode, so a download needs only the whole-file SHA-256; for a
+shard-mode signer's shard size, the shard digests the cache computes while a download
+streams must be exactly those model-signing's own shard serializer computes from the
+file on disk, for every size around shard boundaries and however the stream is chunked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from trustload.streamhash import (
     Pipeline,
     digest_fd,
     known_entries,
-    planned_shard_size,
     shard_ranges,
     usable_facts,
 )
@@ -147,12 +147,29 @@ def test_fact_stops_describing_a_file_that_changed(tmp_path: Path) -> None:
     assert not replace(now, path=link, identity=FileIdentity.of(os.lstat(link))).describes(link)
 
 
-def test_plan_follows_trustloads_signing_rule() -> None:
-    from trustload import signing
+def test_default_cache_plans_no_shard_digests(tmp_path: Path) -> None:
+    """trustload signs in files mode: by default a cache computes the whole-file SHA-256
+    alone (one hash pass); told a shard size, it adds that size's shard digests."""
+    from trustload.cache import BlobCache
 
-    assert planned_shard_size(None) is None
-    assert planned_shard_size(signing.SHARD_THRESHOLD) is None
-    assert planned_shard_size(signing.SHARD_THRESHOLD + 1) == signing.SHARD_SIZE
+    data = os.urandom(10_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    plain = BlobCache(tmp_path / "a", progress=False)
+    told = BlobCache(tmp_path / "b", progress=False, shard_plan=lambda size: 4096)
+    for cache in (plain, told):
+        cache.path_for(digest).parent.mkdir(parents=True)
+        cache.path_for(digest).write_bytes(data)
+    fact = plain.verify_cached(digest, len(data))
+    assert fact is not None and fact.sha256 == digest.removeprefix("sha256:")
+    assert fact.shard_size is None and fact.shards == ()
+    sharded = told.verify_cached(digest, len(data))
+    assert sharded is not None and sharded.sha256 == fact.sha256
+    assert sharded.shards == tuple(
+        hashlib.sha256(data[s:e]).hexdigest() for s, e in shard_ranges(len(data), 4096)
+    )
+
+
+def test_bad_shard_sizes_are_refused() -> None:
     with pytest.raises(ValueError):
         Digester(0)
     with pytest.raises(ValueError):

@@ -250,17 +250,63 @@ def test_symlinks_and_special_files_refused(tmp_path: Path, keypair: tuple[Path,
         sign_model(d, key, out=d / "inside.sig")
 
 
-def test_shard_mode_for_large_files(
-    model_file: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import trustload.signing as signing
+def statement_of(sig: Path) -> dict:  # type: ignore[type-arg]
+    envelope = json.loads(sig.read_bytes())["dsseEnvelope"]
+    return json.loads(base64.b64decode(envelope["payload"]))  # type: ignore[no-any-return]
 
+
+def test_files_mode_for_every_size(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    """A file above the old 256 MiB shard threshold is still signed with its whole-file
+    SHA-256 (its content address: a cold gate hashes it once, while downloading), and
+    model-signing's own verifier accepts that signature."""
+    key, pub = keypair
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:  # sparse: cheap to write, every byte still hashed
+        fh.write(os.urandom(4096))
+        fh.seek(257 * 1024 * 1024)
+        fh.write(os.urandom(4096))
+    sig = sign_model(big, key)
+    st = statement_of(sig)
+    assert st["predicate"]["serialization"]["method"] == "files"
+    ((res,),) = [st["predicate"]["resources"]]
+    assert res["name"] == "." and res["algorithm"] == "sha256"
+    with big.open("rb") as fh:
+        assert res["digest"] == hashlib.file_digest(fh, "sha256").hexdigest()
+    out = check_model_signature(
+        ModelLayout.from_path(big), sig.read_bytes(), anchors_for(pub), now=NOW
+    )
+    # The signed digest is the whole-file SHA-256 the engine pins: no second measurement.
+    assert out.result.ok and out.files is not None and out.files[0].sha256 == res["digest"]
+    from model_signing import verifying
+
+    verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(big, sig)
+    with big.open("r+b") as fh:
+        fh.seek(100 * 1024 * 1024)
+        fh.write(b"\x01")
+    with pytest.raises(ValueError):
+        verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(big, sig)
+
+
+def test_shard_mode_only_when_asked_for_a_single_file(
+    model_file: Path, model_dir: Path, keypair: tuple[Path, Path]
+) -> None:
+    key, _pub = keypair
+    for bad in (0, -1):
+        with pytest.raises(UsageError, match="shard"):
+            sign_model(model_file, key, shard_size=bad)
+    with pytest.raises(UsageError, match="single-file"):
+        sign_model(model_dir, key, shard_size=3000)
+    model_file.write_bytes(b"")
+    with pytest.raises(UsageError, match="empty"):
+        sign_model(model_file, key, shard_size=3000)
+
+
+def test_shard_mode_signatures_still_verify(model_file: Path, keypair: tuple[Path, Path]) -> None:
+    """Shard mode (opt-in here; model-signing's CLI signers use it) keeps verifying."""
     key, pub = keypair
     model_file.write_bytes(os.urandom(10_000))
-    monkeypatch.setattr(signing, "SHARD_THRESHOLD", 1000)
-    monkeypatch.setattr(signing, "SHARD_SIZE", 3000)
-    sig = sign_model(model_file, key)
-    st = json.loads(base64.b64decode(json.loads(sig.read_bytes())["dsseEnvelope"]["payload"]))
+    sig = sign_model(model_file, key, shard_size=3000)
+    st = statement_of(sig)
     assert st["predicate"]["serialization"]["method"] == "shards"
     assert [r["name"] for r in st["predicate"]["resources"]] == [
         ".:0:3000",

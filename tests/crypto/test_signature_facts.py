@@ -57,17 +57,31 @@ def opens(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 @pytest.fixture()
-def sharded(
-    model_file: Path, keypair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> tuple[Path, bytes, TrustAnchors]:
-    import trustload.signing as signing
-
+def sharded(model_file: Path, keypair: tuple[Path, Path]) -> tuple[Path, bytes, TrustAnchors]:
+    """A shard-mode signature (opt-in for trustload; model-signing's signers use it)."""
     key, pub = keypair
     model_file.write_bytes(os.urandom(10_000))
-    monkeypatch.setattr(signing, "SHARD_THRESHOLD", 1000)
-    monkeypatch.setattr(signing, "SHARD_SIZE", SHARD)
-    sig = sign_model(model_file, key).read_bytes()
+    sig = sign_model(model_file, key, shard_size=SHARD).read_bytes()
     return model_file, sig, TrustAnchors(public_keys=(pub.read_bytes(),))
+
+
+def test_single_file_signature_with_the_download_digest_reads_nothing(
+    model_file: Path, keypair: tuple[Path, Path], opens: list[str]
+) -> None:
+    """trustload's default: files mode, so the whole-file fact (no shards) suffices."""
+    key, pub = keypair
+    model_file.write_bytes(os.urandom(10_000))
+    sig = sign_model(model_file, key).read_bytes()
+    fact = fact_of(model_file, None)
+    opens.clear()
+    anchors = TrustAnchors(public_keys=(pub.read_bytes(),))
+    out = check_model_signature(layout_with(model_file, fact), sig, anchors, now=NOW)
+    assert out.result.ok, out.result.detail
+    assert out.result.detail.startswith("files mode, 1 resources")
+    assert str(model_file) not in opens
+    wrong = replace(fact, sha256="0" * 64)
+    out = check_model_signature(layout_with(model_file, wrong), sig, anchors, now=NOW)
+    assert out.result.code is ReasonCode.SIGNATURE_INVALID
 
 
 def layout_with(path: Path, *facts: KnownDigests) -> ModelLayout:

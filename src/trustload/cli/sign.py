@@ -40,12 +40,23 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option("--out", help="Where to write the bundle.")
         ] = None,
+        shard_size: Annotated[
+            int | None,
+            typer.Option(
+                "--shard-size",
+                help="Sign a single file in model-signing's shard mode with shards of this "
+                "many bytes (default: files mode, one whole-file SHA-256, which a gate "
+                "computes while downloading).",
+            ),
+        ] = None,
     ) -> None:
         """Sign a model in the OpenSSF model-signing v1.0 format (Sigstore bundle, DSSE)."""
         from trustload.crypto.keys import key_password_from_env
         from trustload.signing import sign_model
 
-        target = sign_model(_model_path(path), key, out, password=key_password_from_env())
+        target = sign_model(
+            _model_path(path), key, out, password=key_password_from_env(), shard_size=shard_size
+        )
         typer.echo(str(target))
 
     @app.command("attest")

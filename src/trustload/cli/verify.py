@@ -5,31 +5,52 @@ Downloads by digest into the cache, runs every check and the policy, appends one
 audit line, and exits 0 on permit, 1 on deny (the decision says why), 2 on a usage or
 configuration error. With ``--json`` exactly one decision document goes to stdout;
 otherwise a readable summary goes to stderr. Heavy modules load inside the command.
+
+A fast command (:mod:`trustload.cli.fast`): a cold ``verify`` is benchmarked against
+one ``curl`` of the model (bench/pull.py, issue 10), and typer's start-up (~0.15 s of
+imports and schema building) is part of every verification.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from trustload.cli.fast import register_passthrough, run_fast
+
+if TYPE_CHECKING:
+    import typer
+
+HELP = "Run the start-up gate against the Registry; exit 0 permit, 1 deny, 2 usage."
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trustload verify", description=HELP)
+    parser.add_argument("ref", help="NAME@ALIAS or NAME@VERSION.")
+    parser.add_argument("--config", type=Path, required=True, help="gate.toml")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print one JSON document."
+    )
+    return parser
+
+
+def _verify(ns: argparse.Namespace) -> int:
+    from trustload.cli.jsonout import emit_decision
+    from trustload.config import load_client_config
+    from trustload.facts import ModelRef
+    from trustload.gate import run_gate
+
+    cfg = load_client_config(ns.config)
+    result = run_gate(cfg, ModelRef.parse(ns.ref))
+    emit_decision(result.decision.to_json(), as_json=ns.as_json)
+    return 0 if result.decision.permitted else 1
+
+
+def fast_main(argv: list[str] | None = None) -> int:
+    """``verify`` without typer: the only definition of the command, typer forwards."""
+    return run_fast(_parser(), _verify, argv)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("verify")
-    def verify(
-        ref: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME@VERSION.")],
-        config: Annotated[Path, typer.Option("--config", help="gate.toml")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    ) -> None:
-        """Run the start-up gate against the Registry; exit 0 permit, 1 deny, 2 usage."""
-        from trustload.cli.jsonout import emit_decision
-        from trustload.config import load_client_config
-        from trustload.facts import ModelRef
-        from trustload.gate import run_gate
-
-        cfg = load_client_config(config)
-        result = run_gate(cfg, ModelRef.parse(ref))
-        emit_decision(result.decision.to_json(), as_json=as_json)
-        if not result.decision.permitted:
-            raise SystemExit(1)
+    register_passthrough(app, "verify", HELP, fast_main)
