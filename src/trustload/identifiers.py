@@ -64,6 +64,28 @@ def has_control(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
+BLANK_CHARS = (
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+"""What counts as blank in free text (a reason, a change ticket): the union of Python's,
+ECMA 262's and Rust regex's whitespace. Each engine's ``\\s`` differs (U+0085 is blank to
+Python and pydantic-core, not to ECMA 262; U+FEFF the other way round), so the served
+schema and the server spell the set out instead (schemathesis ST202 found ``"\\u0085"``)."""
+
+
+def strip_blank(text: str) -> str:
+    """``text`` without leading or trailing :data:`BLANK_CHARS`."""
+    return text.strip(BLANK_CHARS)
+
+
+def nonblank_pattern() -> str:
+    """A JSON Schema ``pattern`` (unanchored search) matching text with at least one
+    character outside :data:`BLANK_CHARS`, in escapes every engine reads the same way."""
+    return "[^" + "".join(f"\\u{ord(ch):04x}" for ch in BLANK_CHARS) + "]"
+
+
 def json_pattern(kind: Kind) -> str:
     """The pattern as a JSON Schema / OpenAPI ``pattern`` (ECMA 262, unanchored search
     semantics, so anchored here; in ECMA 262 ``$`` only matches at the very end)."""

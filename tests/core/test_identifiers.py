@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 
 from trustload.errors import UsageError
 from trustload.facts import ModelRef
-from trustload.identifiers import Kind, has_control, is_valid, json_pattern, parse_decimal
+from trustload.identifiers import (
+    BLANK_CHARS,
+    Kind,
+    has_control,
+    is_valid,
+    json_pattern,
+    nonblank_pattern,
+    parse_decimal,
+    strip_blank,
+)
 
 KINDS = list(Kind)
 CONTROL = st.characters(categories=("Cc", "Zl", "Zp"))
@@ -102,3 +111,35 @@ def test_model_refs_with_control_characters_are_usage_errors(name: str, ref: str
     for text in (f"{name}{bad}@{ref}", f"{name}@{ref}{bad}"):
         with pytest.raises(UsageError):
             ModelRef.parse(text)
+
+
+# ECMA 262 WhiteSpace and LineTerminator (what a JSON Schema validator's \s means).
+ECMA_BLANK = set("\t\v\f \u00a0\ufeff\n\r\u2028\u2029") | {
+    chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Zs"
+}
+
+
+def test_blank_set_covers_every_engines_whitespace() -> None:
+    """Python's str.isspace (the server's old strip), ECMA 262's \\s (schemathesis and
+    other JSON Schema validators) and Rust regex's \\s (pydantic-core) all count as blank."""
+    python_blank = {chr(c) for c in range(0x10000) if chr(c).isspace()}
+    # Unicode White_Space, Rust regex's \s (pydantic-core's default regex engine)
+    rust_blank = set("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {
+        chr(c) for c in range(0x2000, 0x200B)
+    }
+    assert python_blank <= set(BLANK_CHARS)
+    assert set(BLANK_CHARS) >= ECMA_BLANK
+    assert rust_blank <= set(BLANK_CHARS)
+
+
+@given(st.text(alphabet=st.sampled_from(BLANK_CHARS) | st.characters(), max_size=12))
+def test_served_pattern_accepts_exactly_what_the_server_keeps(text: str) -> None:
+    # The pattern names every code point with a \uXXXX escape, so ECMA 262, Python and
+    # Rust regex read it the same way; Python's re stands for all three here.
+    assert (re.search(nonblank_pattern(), text) is not None) == bool(strip_blank(text))
+
+
+def test_nel_and_bom_alone_are_blank() -> None:
+    for text in ("\u0085", "\ufeff", " \u3000\t", "\x1c"):
+        assert strip_blank(text) == "" and re.search(nonblank_pattern(), text) is None
+    assert strip_blank("\u0085CVE-1\ufeff") == "CVE-1"

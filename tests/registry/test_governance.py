@@ -243,6 +243,19 @@ def test_revoke_needs_a_reason(shared_registry, model):
         assert c.post(f"/v1/models/{model}/versions/1/revoke", json={}).status_code == 422
         resp = c.post(f"/v1/models/{model}/versions/1/revoke", json={"reason": "   "})
         assert resp.status_code == 422  # the schema says: at least one non-blank character
+        for blank in ("\u0085", "\ufeff", "\x1c\u3000"):  # blank to one engine or another
+            resp = c.post(f"/v1/models/{model}/versions/1/revoke", json={"reason": blank})
+            assert resp.status_code == 422, (blank, resp.text)
+
+
+def test_alias_change_ticket_must_not_be_blank(shared_registry, model):
+    with shared_registry.admin() as c:
+        for blank in ("\n", "\u0085", "\ufeff"):
+            resp = c.put(
+                f"/v1/models/{model}/aliases/production",
+                json={"version": "1", "change_ticket": blank},
+            )
+            assert resp.status_code == 422, (blank, resp.text)
 
 
 def test_quarantine_then_release(shared_registry, model):

@@ -24,7 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from trustload.config import OciConfig
-from trustload.identifiers import MAX_JSON_INT, Kind, json_pattern, parse_decimal
+from trustload.identifiers import (
+    MAX_JSON_INT,
+    Kind,
+    json_pattern,
+    nonblank_pattern,
+    parse_decimal,
+)
 from trustload.oidc import TokenVerifier
 from trustload.registry import openapi as oa
 from trustload.registry.auth import PEER_STATE_KEY, PEER_X5T_KEY, Caller, authenticate
@@ -217,13 +223,15 @@ class StageBody(_Body):
 
 class AliasBody(_Body):
     version: str = Field(pattern=json_pattern(Kind.NAME))
-    change_ticket: str | None = Field(default=None, min_length=1, max_length=256)
+    change_ticket: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=nonblank_pattern()
+    )
 
 
 class ReasonBody(_Body):
     # At least one non-blank character: the stored reason is the stripped text, and the
-    # served schema must say so (schemathesis ST202 found "\n" accepted by it, refused).
-    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    # served schema must say so with the server's own set (identifiers.BLANK_CHARS).
+    reason: str = Field(min_length=1, max_length=2000, pattern=nonblank_pattern())
 
 
 class EmptyBody(_Body):

@@ -55,7 +55,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from trustload.decision import rfc3339, utc_now
 from trustload.errors import UsageError
 from trustload.facts import STAGES
-from trustload.identifiers import Kind, is_valid
+from trustload.identifiers import Kind, is_valid, strip_blank
 from trustload.registry.auth import Caller
 from trustload.registry.errors import bad_request, conflict, not_found
 from trustload.registry.migrations import MIGRATIONS, WRITE_OPTION, migrate, schema_version
@@ -352,7 +352,7 @@ def check_name(value: str, what: str) -> str:
 
 
 def _reason(reason: str) -> str:
-    reason = reason.strip()
+    reason = strip_blank(reason)
     if not reason or len(reason) > MAX_REASON:
         raise bad_request(f"a reason of 1..{MAX_REASON} characters is required")
     return reason
@@ -723,7 +723,8 @@ class Store:
         self, name: str, alias: str, version: str, change_ticket: str | None, caller: Caller
     ) -> dict[str, Any]:
         check_name(alias, "alias")
-        if change_ticket is not None and (not change_ticket.strip() or len(change_ticket) > 256):
+        blank = change_ticket is not None and not strip_blank(change_ticket)
+        if blank or (change_ticket is not None and len(change_ticket) > 256):
             raise bad_request("change_ticket must be 1..256 characters or null")
         with self.tx(write=True) as s:
             m = self._model(s, name, caller)
