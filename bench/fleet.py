@@ -540,6 +540,8 @@ def main() -> None:
             report(
                 args, via, outcome, stack, max(probe.latencies), curl, curls, registry, oci
             )
+            if outcome.permitted != args.gates:
+                raise SystemExit(1)  # the line above says how many; a partial fleet fails
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
