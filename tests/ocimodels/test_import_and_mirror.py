@@ -116,6 +116,20 @@ def test_import_of_an_artifact_pushed_by_skopeo_permits(
         assert where.read_bytes() == files[rel]
 
 
+def _mirror_copy(oworld: OciWorld, tmp_path: Path, mirror: RunningOciRegistry, digest: str,
+                 repository: str, host: str) -> None:  # fmt: skip
+    """skopeo copy of the artifact and its cosign .sig/.att tags from the origin."""
+    assert oworld.oci is not None
+    base = _skopeo(tmp_path, oworld.oci, mirror)
+    certs = str(tmp_path / "certs")
+    tag = digest.replace(":", "-", 1)
+    src, dst = f"docker://{host}/{repository}", f"docker://{mirror.host}/{repository}"
+    for what in (f"@{digest}", f":{tag}.sig", f":{tag}.att"):
+        target = ":v1" if what.startswith("@") else what
+        _run([*base, "copy", "--all", "--preserve-digests", "--src-cert-dir", certs,
+              "--dest-cert-dir", certs, f"{src}{what}", f"{dst}{target}"])  # fmt: skip
+
+
 def test_mirror_copied_by_skopeo_permits_with_only_the_mirror_listed(
     oworld: OciWorld, tmp_path: Path, oci_ca: CA
 ) -> None:
@@ -125,17 +139,7 @@ def test_mirror_copied_by_skopeo_permits_with_only_the_mirror_listed(
     assert rec.artifact_uri is not None
     ref = parse_artifact_uri(rec.artifact_uri)
     with oci_registry(tmp_path / "mirror", oci_ca, name="mirror") as mirror:
-        base = _skopeo(tmp_path, oworld.oci, mirror)
-        certs = str(tmp_path / "certs")
-        tag = ref.digest.replace(":", "-", 1)
-        src, dst = (
-            f"docker://{ref.host}/{ref.repository}",
-            f"docker://{mirror.host}/{ref.repository}",
-        )
-        for what in (f"@{ref.digest}", f":{tag}.sig", f":{tag}.att"):
-            target = ":v1" if what.startswith("@") else what
-            _run([*base, "copy", "--all", "--preserve-digests", "--src-cert-dir", certs,
-                  "--dest-cert-dir", certs, f"{src}{what}", f"{dst}{target}"])  # fmt: skip
+        _mirror_copy(oworld, tmp_path, mirror, ref.digest, ref.repository, ref.host)
         oworld.oci_config = OciConfig(registries=[mirror.entry(mirror_of=[ref.host])])
         result = oworld.gate("risk@production")
         assert result.decision.permitted, result.decision.to_json()
@@ -144,3 +148,33 @@ def test_mirror_copied_by_skopeo_permits_with_only_the_mirror_listed(
         oworld.oci_config = OciConfig(registries=[mirror.entry(mirror_of=["127.0.0.9:1"])])
         denied = oworld.gate("risk@production", cfg=oworld.gate_cfg)
         assert codes(denied) == ["REGISTRY_NOT_ALLOWED"], denied.decision.to_json()
+
+
+def test_mirror_serving_other_bytes_denies_and_a_mirror_down_falls_through(
+    oworld: OciWorld, tmp_path: Path, oci_ca: CA
+) -> None:
+    """A mirror can withhold bytes (the gate goes on to the origin) but never substitute
+    them: wrong bytes from a mirror deny with DIGEST_MISMATCH even though the honest
+    origin is listed too (no fall-through on a mismatch)."""
+    from tests.ocimodels.conftest import layer_data_path
+
+    assert oworld.oci is not None
+    rec = oworld.publish_oci("risk", "1")
+    oworld.release_to_prod("risk", "1")
+    assert rec.artifact_uri is not None
+    ref = parse_artifact_uri(rec.artifact_uri)
+    weights = next(f for f in rec.files if f.path == "model.onnx")
+    with oci_registry(tmp_path / "mirror", oci_ca, name="mirror") as mirror:
+        _mirror_copy(oworld, tmp_path, mirror, ref.digest, ref.repository, ref.host)
+        data = layer_data_path(mirror, f"sha256:{weights.sha256}")
+        blob = bytearray(data.read_bytes())
+        blob[1000] ^= 0xFF
+        data.write_bytes(bytes(blob))
+        both = [mirror.entry(mirror_of=[ref.host]), oworld.oci.entry()]
+        oworld.oci_config = OciConfig(registries=both)
+        denied = oworld.gate("risk@production")
+        assert codes(denied) == ["DIGEST_MISMATCH"], denied.decision.to_json()
+        assert denied.layout is None
+    # The mirror is gone now: the gate goes on to the listed origin and permits.
+    result = oworld.gate("risk@production")
+    assert result.decision.permitted, result.decision.to_json()
